@@ -1,0 +1,45 @@
+"""Persistence: SQLAlchemy models, engine and sessions, Alembic migrations."""
+
+from persistence.database import (
+    lock_workspace,
+    make_engine,
+    make_session_factory,
+    sqlite_database_path,
+    upgrade_to_head,
+)
+from persistence.models import (
+    Base,
+    Campaign,
+    CircuitExecutionLog,
+    Contact,
+    DeliveryAttempt,
+    EmailExecution,
+    EmailMetrics,
+    Organization,
+    ProviderEvent,
+    SelfCorrectionAction,
+    Suppression,
+    TenantProfile,
+    Workspace,
+)
+
+__all__ = [
+    "Base",
+    "Campaign",
+    "CircuitExecutionLog",
+    "Contact",
+    "DeliveryAttempt",
+    "EmailExecution",
+    "EmailMetrics",
+    "Organization",
+    "ProviderEvent",
+    "SelfCorrectionAction",
+    "Suppression",
+    "TenantProfile",
+    "Workspace",
+    "lock_workspace",
+    "make_engine",
+    "make_session_factory",
+    "sqlite_database_path",
+    "upgrade_to_head",
+]

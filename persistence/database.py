@@ -1,0 +1,91 @@
+"""Engine and session factory, and bringing a database to the newest schema.
+
+SQLite runs in WAL mode and every transaction starts with `BEGIN IMMEDIATE`, so the database's
+write lock (not a Python lock) serialises the read-check-insert of the send limits across
+threads and processes. PostgreSQL gets the same guarantee from a row lock on the workspace
+(see `lock_workspace`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, event, select, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import StaticPool
+
+from persistence.models import Workspace
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+# Any fixed number: the PostgreSQL advisory lock that stops two processes migrating at once.
+_MIGRATION_LOCK_ID = 7_311_905_551
+
+
+def make_engine(url: str) -> Engine:
+    """Create an engine for `url` with the project's SQLite pragmas and transaction mode."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return create_engine(url, pool_pre_ping=True)
+
+    kwargs: dict[str, Any] = {"connect_args": {"timeout": 30, "check_same_thread": False}}
+    if parsed.database in (None, "", ":memory:"):
+        kwargs["poolclass"] = StaticPool
+    else:
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, **kwargs)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy's "begin" event issue BEGIN itself instead of pysqlite's own logic.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def make_session_factory(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+def sqlite_database_path(url: str) -> Path | None:
+    """The file behind a SQLite URL, or None for other databases and in-memory SQLite."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database)
+
+
+def upgrade_to_head(engine: Engine) -> None:
+    """Apply every Alembic migration the database has not had yet."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(
+                text("SELECT pg_advisory_xact_lock(:id)"), {"id": _MIGRATION_LOCK_ID}
+            )
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+
+
+def lock_workspace(session: Session, workspace_id: str) -> Workspace | None:
+    """Load the workspace and hold its row lock for the rest of the transaction.
+
+    On PostgreSQL this is `SELECT ... FOR UPDATE`; on SQLite the transaction already holds the
+    database write lock (BEGIN IMMEDIATE), so a plain read is enough.
+    """
+    stmt = select(Workspace).where(Workspace.id == workspace_id)
+    if session.get_bind().dialect.name != "sqlite":
+        stmt = stmt.with_for_update()
+    return session.scalars(stmt).first()

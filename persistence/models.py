@@ -1,0 +1,264 @@
+"""SQLAlchemy 2.x models: the audit trail and the state the send pipeline enforces limits with.
+
+Every tenant-owned row carries `workspace_id`; every query the tools make filters on it.
+Timestamps are timezone-aware UTC in Python whatever the database stores.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stores UTC; always returns aware UTC datetimes (SQLite keeps no zone of its own)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given; the audit trail stores aware UTC only")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _uuid_column(**kw: Any) -> Mapped[str]:
+    return mapped_column(String(36), **kw)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        datetime: UTCDateTime,
+        dict[str, Any]: JSON,
+        list[Any]: JSON,
+    }
+
+
+class Workspace(Base):
+    __tablename__ = "workspaces"
+
+    id: Mapped[str] = _uuid_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    sender_email: Mapped[str] = mapped_column(String(320))
+    sender_name: Mapped[str | None] = mapped_column(String(200))
+    postal_address: Mapped[str] = mapped_column(Text)
+    rate_limit_per_hour: Mapped[int | None] = mapped_column(Integer)
+    api_key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime]
+
+
+class CircuitExecutionLog(Base):
+    __tablename__ = "circuit_execution_logs"
+    __table_args__ = (Index("ix_circuit_logs_execution", "workspace_id", "circuit_execution_id"),)
+
+    id: Mapped[str] = _uuid_column(primary_key=True)
+    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id"))
+    circuit_execution_id: Mapped[str] = mapped_column(String(128))
+    circuit_id: Mapped[str] = mapped_column(String(64))
+    success: Mapped[bool] = mapped_column(Boolean)
+    output: Mapped[dict[str, Any] | None]
+    # Hash of the content fields of CX06's output: what a later send must match exactly.
+    output_hash: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+
+
+class EmailExecution(Base):
+    """One accepted send: seed 001's `email_agent_executions` plus what the pipeline needs."""
+
+    __tablename__ = "email_agent_executions"
+    __table_args__ = (
+        UniqueConstraint(
+            "workspace_id",
+            "circuit_execution_id",
+            "recipient_key",
+            name="uq_execution_once_per_recipient",
+        ),
+        Index("ix_executions_rate_window", "workspace_id", "reserved_at"),
+        Index("ix_executions_recipient", "workspace_id", "recipient_key", "reserved_at"),
+        Index("ix_executions_due", "status", "scheduled_for"),
+    )
+
+    id: Mapped[str] = _uuid_column(primary_key=True)  # the public email_id
+    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id"), index=True)
+    circuit_execution_id: Mapped[str] = mapped_column(String(128), index=True)
+    client_id: Mapped[str] = _uuid_column(index=True)
+    recipient: Mapped[str] = mapped_column(String(320))
+    # Lower-cased address: suppression, throttling and idempotency ignore case.
+    recipient_key: Mapped[str] = mapped_column(String(320))
+    cc: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    bcc: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    subject: Mapped[str] = mapped_column(Text)
+    preheader: Mapped[str | None] = mapped_column(Text)
+    html_body: Mapped[str] = mapped_column(Text)
+    text_body: Mapped[str | None] = mapped_column(Text)
+    cta_url: Mapped[str | None] = mapped_column(Text)
+    tags: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    attachments: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    content_hash: Mapped[str] = mapped_column(String(64))
+    message_id: Mapped[str] = mapped_column(String(400))
+    # scheduled -> sending -> sent | failed; scheduled -> blocked when a later check fails.
+    status: Mapped[str] = mapped_column(String(20))
+    sent: Mapped[bool] = mapped_column(Boolean, default=False)
+    provider: Mapped[str | None] = mapped_column(String(32))
+    provider_message_id: Mapped[str | None] = mapped_column(String(400))
+    sent_at: Mapped[datetime | None] = mapped_column(index=True)
+    scheduled_for: Mapped[datetime | None]
+    # When the send took its slot in the hourly limit and the recipient throttle.
+    reserved_at: Mapped[datetime | None]
+    attempt_number: Mapped[int] = mapped_column(Integer, default=0)
+    retry_count: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    error_code: Mapped[str | None] = mapped_column(String(40))
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class DeliveryAttempt(Base):
+    """One call to one provider for one execution (outcome, status code, latency)."""
+
+    __tablename__ = "email_delivery_attempts"
+
+    id: Mapped[str] = _uuid_column(primary_key=True)
+    execution_id: Mapped[str] = mapped_column(ForeignKey("email_agent_executions.id"), index=True)
+    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id"))
+    provider: Mapped[str] = mapped_column(String(32))
+    attempt_number: Mapped[int] = mapped_column(Integer)
+    outcome: Mapped[str] = mapped_column(String(20))  # sent | transient_error | permanent_error
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+    latency_ms: Mapped[float] = mapped_column()
+    created_at: Mapped[datetime]
+
+
+class EmailMetrics(Base):
+    __tablename__ = "email_agent_metrics"
+
+    id: Mapped[str] = _uuid_column(primary_key=True)
+    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id"), index=True)
+    execution_id: Mapped[str] = mapped_column(ForeignKey("email_agent_executions.id"), unique=True)
+    circuit_execution_id: Mapped[str] = mapped_column(String(128), index=True)
+    provider_message_id: Mapped[str | None] = mapped_column(String(400), index=True)
+    provider: Mapped[str | None] = mapped_column(String(32))
+    delivered: Mapped[bool] = mapped_column(Boolean, default=False)
+    delivered_at: Mapped[datetime | None]
+    bounced: Mapped[bool] = mapped_column(Boolean, default=False)
+    bounce_type: Mapped[str | None] = mapped_column(String(20))
+    bounced_at: Mapped[datetime | None]
+    opened: Mapped[bool] = mapped_column(Boolean, default=False)
+    opened_at: Mapped[datetime | None]
+    clicked: Mapped[bool] = mapped_column(Boolean, default=False)
+    clicked_at: Mapped[datetime | None]
+    unsubscribed: Mapped[bool] = mapped_column(Boolean, default=False)
+    unsubscribed_at: Mapped[datetime | None]
+    complained: Mapped[bool] = mapped_column(Boolean, default=False)
+    complained_at: Mapped[datetime | None]
+    collected_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+
+
+class Suppression(Base):
+    __tablename__ = "email_suppression_list"
+    __table_args__ = (
+        UniqueConstraint("workspace_id", "email", "reason", name="uq_suppression_entry"),
+    )
+
+    id: Mapped[str] = _uuid_column(primary_key=True)
+    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id"))
+    email: Mapped[str] = mapped_column(String(320))  # lower-cased
+    reason: Mapped[str] = mapped_column(String(20))  # bounced | complained | unsubscribed
+    bounce_type: Mapped[str | None] = mapped_column(String(20))  # hard | soft
+    suppressed_at: Mapped[datetime]
+    created_at: Mapped[datetime]
+
+
+class ProviderEvent(Base):
+    """A verified provider webhook event, stored raw; `dedup_key` makes redelivery harmless."""
+
+    __tablename__ = "provider_events"
+    __table_args__ = (UniqueConstraint("provider", "dedup_key", name="uq_provider_event"),)
+
+    id: Mapped[str] = _uuid_column(primary_key=True)
+    provider: Mapped[str] = mapped_column(String(32))
+    dedup_key: Mapped[str] = mapped_column(String(400))
+    event_type: Mapped[str] = mapped_column(String(40))
+    workspace_id: Mapped[str | None] = mapped_column(ForeignKey("workspaces.id"), index=True)
+    execution_id: Mapped[str | None] = mapped_column(ForeignKey("email_agent_executions.id"))
+    payload: Mapped[dict[str, Any]]
+    received_at: Mapped[datetime]
+
+
+class SelfCorrectionAction(Base):
+    """A CX08 decision with the inputs it was taken on and why."""
+
+    __tablename__ = "self_correction_actions"
+
+    id: Mapped[str] = _uuid_column(primary_key=True)
+    workspace_id: Mapped[str | None] = mapped_column(ForeignKey("workspaces.id"), index=True)
+    execution_id: Mapped[str | None] = mapped_column(ForeignKey("email_agent_executions.id"))
+    action: Mapped[str] = mapped_column(String(40))
+    reason: Mapped[str] = mapped_column(Text)
+    inputs: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime]
+
+
+# Read-only CRM context (seed 001). The service reads these, filtered by workspace; it never writes.
+
+
+class Contact(Base):
+    __tablename__ = "contacts"
+
+    id: Mapped[str] = _uuid_column(primary_key=True)
+    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id"), index=True)
+    email: Mapped[str] = mapped_column(String(320))
+    lead_stage: Mapped[str | None] = mapped_column(String(64))
+    last_contacted_at: Mapped[datetime | None]
+
+
+class Organization(Base):
+    __tablename__ = "organizations"
+
+    id: Mapped[str] = _uuid_column(primary_key=True)
+    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    service_category: Mapped[str | None] = mapped_column(String(120))
+    location: Mapped[str | None] = mapped_column(String(200))
+
+
+class Campaign(Base):
+    __tablename__ = "campaigns"
+
+    id: Mapped[str] = _uuid_column(primary_key=True)
+    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    historical_engagement: Mapped[dict[str, Any] | None]
+
+
+class TenantProfile(Base):
+    __tablename__ = "tenant_profiles"
+
+    id: Mapped[str] = _uuid_column(primary_key=True)
+    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id"), unique=True)
+    brand_rules: Mapped[dict[str, Any] | None]

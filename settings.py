@@ -1,0 +1,197 @@
+"""Service configuration: read once from the environment into one typed, immutable object.
+
+Seed 000's variable names are primary; seed 001's `EMAIL_SERVER_*` names are accepted as aliases.
+Tests and embedding code build their own `Settings` (or `dataclasses.replace` a loaded one) and pass
+it in; nothing else in the code base reads `os.environ` for service settings.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# Seed 000's SMTP presets. `SMTP_PROVIDER=<name>` fills host, port and STARTTLS; explicit
+# SMTP_* variables still win.
+SMTP_PRESETS: dict[str, dict[str, object]] = {
+    "gmail": {"server": "smtp.gmail.com", "port": 587, "use_tls": True, "auth_required": True},
+    "outlook": {
+        "server": "smtp-mail.outlook.com",
+        "port": 587,
+        "use_tls": True,
+        "auth_required": True,
+    },
+    "sendgrid-smtp": {
+        "server": "smtp.sendgrid.net",
+        "port": 587,
+        "use_tls": True,
+        "auth_required": True,
+    },
+}
+
+
+class SettingsError(ValueError):
+    """A configuration value is missing or malformed.
+
+    The message names the variable, never its value (it may be a secret).
+    """
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the service needs to know about its environment."""
+
+    database_url: str = "sqlite:///email_agent.db"
+    # SMTP. `smtp_server=None` selects the embedded development server (aiosmtpd on 127.0.0.1).
+    smtp_server: str | None = None
+    smtp_port: int = 587
+    smtp_use_tls: bool = True
+    smtp_use_ssl: bool = False
+    smtp_username: str | None = None
+    smtp_password: str | None = field(default=None, repr=False)
+    smtp_preset: str | None = None
+    default_sender: str = "noreply@example.com"
+    # Limits.
+    rate_limit_per_hour: int = 300
+    recipient_throttle_seconds: int = 60
+    bounce_suppression_days: int = 30
+    timeout_seconds: float = 30.0
+    max_retries: int = 2
+    retry_initial_delay: float = 2.0
+    # Content and links.
+    public_base_url: str = "http://localhost:8080"
+    unsubscribe_mailto: str | None = None
+    unsubscribe_token_max_age_days: int = 365
+    signing_secret: str | None = field(default=None, repr=False)
+    attachments_dir: Path | None = None
+    max_attachment_bytes: int = 10 * 1024 * 1024
+    check_deliverability: bool = False
+    # Embedded development server.
+    outbox_dir: Path = Path("outbox")
+    log_level: str = "INFO"
+
+    @property
+    def uses_dev_smtp_server(self) -> bool:
+        return self.smtp_server is None
+
+
+def _first(env: Mapping[str, str], *names: str) -> tuple[str, str] | None:
+    for name in names:
+        value = env.get(name)
+        if value is not None and value.strip() != "":
+            return name, value.strip()
+    return None
+
+
+def _int(env: Mapping[str, str], default: int, *names: str, minimum: int = 0) -> int:
+    found = _first(env, *names)
+    if found is None:
+        return default
+    name, raw = found
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be an integer") from None
+    if value < minimum:
+        raise SettingsError(f"{name} must be at least {minimum}")
+    return value
+
+
+def _float(env: Mapping[str, str], default: float, *names: str) -> float:
+    found = _first(env, *names)
+    if found is None:
+        return default
+    name, raw = found
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number") from None
+    if value < 0:
+        raise SettingsError(f"{name} must not be negative")
+    return value
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _bool(env: Mapping[str, str], default: bool, *names: str) -> bool:
+    found = _first(env, *names)
+    if found is None:
+        return default
+    name, raw = found
+    if raw.lower() in _TRUE:
+        return True
+    if raw.lower() in _FALSE:
+        return False
+    raise SettingsError(f"{name} must be true or false")
+
+
+def _str(env: Mapping[str, str], default: str | None, *names: str) -> str | None:
+    found = _first(env, *names)
+    return default if found is None else found[1]
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Build `Settings` from environment variables (default: `os.environ`).
+
+    Raises `SettingsError` naming the offending variable when a value cannot be used.
+    """
+    env = os.environ if env is None else env
+    preset_name = _str(env, None, "SMTP_PROVIDER")
+    preset: dict[str, object] = {}
+    if preset_name is not None:
+        preset_name = preset_name.lower()
+        if preset_name not in SMTP_PRESETS:
+            raise SettingsError(f"SMTP_PROVIDER must be one of {', '.join(sorted(SMTP_PRESETS))}")
+        preset = SMTP_PRESETS[preset_name]
+
+    smtp_server = _str(env, None, "SMTP_SERVER", "EMAIL_SERVER_HOST") or preset.get("server")
+    use_ssl = _bool(env, False, "SMTP_USE_SSL")
+    default_port = 465 if use_ssl else int(preset.get("port", 587))  # type: ignore[arg-type]
+    use_tls = _bool(env, bool(preset.get("use_tls", not use_ssl)), "SMTP_USE_TLS")
+    if use_tls and use_ssl:
+        raise SettingsError("SMTP_USE_TLS and SMTP_USE_SSL cannot both be true")
+
+    attachments_dir = _str(env, None, "EMAIL_ATTACHMENTS_DIR")
+    log_level = (_str(env, "INFO", "EMAIL_AGENT_LOG_LEVEL") or "INFO").upper()
+    if log_level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+        raise SettingsError("EMAIL_AGENT_LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
+
+    base_url = (_str(env, "http://localhost:8080", "EMAIL_PUBLIC_BASE_URL") or "").rstrip("/")
+    if not base_url.startswith(("https://", "http://")):
+        raise SettingsError("EMAIL_PUBLIC_BASE_URL must be an http(s) URL")
+
+    return Settings(
+        database_url=_str(env, Settings.database_url, "EMAIL_LOG_DATABASE_URL")
+        or Settings.database_url,
+        smtp_server=str(smtp_server) if smtp_server else None,
+        smtp_port=_int(env, default_port, "SMTP_PORT", "EMAIL_SERVER_PORT", minimum=1),
+        smtp_use_tls=use_tls,
+        smtp_use_ssl=use_ssl,
+        smtp_username=_str(env, None, "SMTP_USERNAME", "EMAIL_SERVER_USER"),
+        smtp_password=_str(env, None, "SMTP_PASSWORD", "EMAIL_SERVER_PASSWORD"),
+        smtp_preset=preset_name,
+        default_sender=_str(env, Settings.default_sender, "DEFAULT_SENDER")
+        or Settings.default_sender,
+        rate_limit_per_hour=_int(env, 300, "EMAIL_RATE_LIMIT", minimum=1),
+        recipient_throttle_seconds=_int(env, 60, "EMAIL_RECIPIENT_THROTTLE_SECONDS"),
+        bounce_suppression_days=_int(env, 30, "EMAIL_BOUNCE_SUPPRESSION_DAYS", minimum=1),
+        timeout_seconds=_float(env, 30.0, "EMAIL_TIMEOUT"),
+        max_retries=_int(env, 2, "EMAIL_MAX_RETRIES"),
+        retry_initial_delay=_float(env, 2.0, "EMAIL_RETRY_INITIAL_DELAY"),
+        public_base_url=base_url,
+        unsubscribe_mailto=_str(env, None, "EMAIL_UNSUBSCRIBE_MAILTO"),
+        unsubscribe_token_max_age_days=_int(
+            env, 365, "EMAIL_UNSUBSCRIBE_TOKEN_MAX_AGE_DAYS", minimum=30
+        ),
+        signing_secret=_str(env, None, "EMAIL_SIGNING_SECRET"),
+        attachments_dir=Path(attachments_dir) if attachments_dir else None,
+        max_attachment_bytes=_int(
+            env, Settings.max_attachment_bytes, "EMAIL_MAX_ATTACHMENT_BYTES", minimum=1
+        ),
+        check_deliverability=_bool(env, False, "EMAIL_CHECK_DELIVERABILITY"),
+        outbox_dir=Path(_str(env, "outbox", "EMAIL_OUTBOX_DIR") or "outbox"),
+        log_level=log_level,
+    )

@@ -1,0 +1,167 @@
+"""Shared fixtures: a real aiosmtpd server, a real SQLite file, PostgreSQL when configured."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+import tools
+from persistence import make_engine, upgrade_to_head
+from settings import Settings, load_settings
+from tests.smtp_sink import RecordingHandler, SMTPSink
+
+CIRCUITS = ("CX01", "CX02", "CX03", "CX04", "CX05")
+ASSET: dict[str, Any] = {
+    "subject": "Your account update",
+    "preheader": "Read this before Friday",
+    "html_body": "<h1>Hello!</h1>\n<p>We have an important update for you.</p>",
+    "text_body": "Hello!\n\nWe have an important update for you.",
+    "tags": ["account-update"],
+}
+
+
+@pytest.fixture
+def smtp_sink() -> Iterator[SMTPSink]:
+    """A real aiosmtpd server on 127.0.0.1 that records what it receives."""
+    sink = SMTPSink(RecordingHandler())
+    sink.start()
+    yield sink
+    sink.stop()
+
+
+@pytest.fixture(scope="session")
+def migrated_sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file migrated once; each test copies it instead of migrating again."""
+    path = tmp_path_factory.mktemp("template") / "template.db"
+    engine = make_engine(f"sqlite:///{path}")
+    upgrade_to_head(engine)
+    engine.dispose()
+    return path
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path, migrated_sqlite_template: Path) -> str:
+    path = tmp_path / "email_agent.db"
+    shutil.copy(migrated_sqlite_template, path)
+    return f"sqlite:///{path}"
+
+
+def make_settings(database_url: str, sink: SMTPSink, tmp_path: Path, **overrides: Any) -> Settings:
+    base = load_settings({})
+    values: dict[str, Any] = {
+        "database_url": database_url,
+        "smtp_server": "127.0.0.1",
+        "smtp_port": sink.port,
+        "smtp_use_tls": False,
+        "retry_initial_delay": 0.01,
+        "signing_secret": "test-signing-secret",
+        "public_base_url": "https://mail.example.test",
+        "outbox_dir": tmp_path / "outbox",
+        **overrides,
+    }
+    return dataclasses.replace(base, **values)
+
+
+@pytest.fixture
+def settings(sqlite_url: str, smtp_sink: SMTPSink, tmp_path: Path) -> Settings:
+    return make_settings(sqlite_url, smtp_sink, tmp_path)
+
+
+@pytest.fixture
+def runtime(settings: Settings) -> Iterator[tools.runtime.Runtime]:
+    """The tools configured against the test database and SMTP sink."""
+    yield tools.configure(settings)
+    tools.shutdown()
+
+
+@pytest.fixture
+def workspace(runtime: Any) -> dict[str, Any]:
+    result = tools.create_workspace(
+        "Acme", "news@acme.example", "1 Main Street\nSpringfield, IL 62701", sender_name="Acme News"
+    )
+    assert result["success"], result
+    return result
+
+
+def approve(
+    workspace_id: str, execution_id: str | None = None, asset: dict[str, Any] | None = ASSET
+) -> str:
+    """Log CX01-CX06 as passed (CX06 with `asset` as its output) and return the execution id."""
+    execution_id = execution_id or f"exec_{uuid.uuid4().hex[:12]}"
+    for code in CIRCUITS:
+        assert tools.record_circuit_result(workspace_id, execution_id, code, True)["success"]
+    result = tools.record_circuit_result(workspace_id, execution_id, "CX06", True, output=asset)
+    assert result["success"], result
+    return execution_id
+
+
+def send(workspace: dict[str, Any], recipient: str = "bob@example.com", **kw: Any) -> dict:
+    """Approve a fresh execution and send ASSET (or kw's final_asset) to `recipient`."""
+    asset = kw.pop("final_asset", ASSET)
+    execution_id = kw.pop("circuit_execution_id", None) or approve(
+        workspace["workspace_id"], asset=kw.pop("cx06_output", asset)
+    )
+    return tools.send_email(
+        workspace["workspace_id"],
+        kw.pop("client_id", "550e8400-e29b-41d4-a716-446655440000"),
+        execution_id,
+        recipient,
+        asset,
+        **kw,
+    )
+
+
+def parse_message(raw: bytes) -> EmailMessage:
+    return message_from_bytes(raw, policy=policy.default)  # type: ignore[return-value]
+
+
+def body_of(message: EmailMessage, kind: str) -> str:
+    """The decoded html or plain part, with the wire's CRLF turned back into LF."""
+    part = message.get_body((kind,))
+    assert part is not None, f"no {kind} part"
+    return part.get_content().replace("\r\n", "\n")
+
+
+# PostgreSQL ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url() -> str:
+    url = os.environ.get("EMAIL_TEST_POSTGRES_URL")
+    if not url:
+        pytest.skip("PostgreSQL tests need EMAIL_TEST_POSTGRES_URL (e.g. postgresql+psycopg://...)")
+    try:
+        engine = create_engine(url)
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+        engine.dispose()
+    except Exception as error:  # noqa: BLE001 - any failure here means "no server to test on"
+        pytest.skip(f"PostgreSQL at EMAIL_TEST_POSTGRES_URL is unreachable: {type(error).__name__}")
+    return url
+
+
+@pytest.fixture
+def postgres_url(postgres_server_url: str) -> Iterator[str]:
+    """A database of its own on the shared server, dropped afterwards."""
+    name = f"email_test_{uuid.uuid4().hex[:16]}"
+    admin = create_engine(postgres_server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(postgres_server_url).set(database=name).render_as_string(hide_password=False)
+    try:
+        yield url
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()

@@ -1,0 +1,60 @@
+"""A real SMTP server for tests: aiosmtpd on 127.0.0.1 that records or refuses messages."""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+from tools.dev_smtp_server import LocalSMTPServer
+
+
+@dataclass(frozen=True)
+class Received:
+    mail_from: str
+    rcpt_tos: list[str]
+    data: bytes
+    mail_options: list[str]
+
+
+class RecordingHandler:
+    """Keeps every accepted message; `replies` scripts the answers to the next DATA commands."""
+
+    def __init__(self) -> None:
+        self.messages: list[Received] = []
+        self.replies: deque[str] = deque()
+        self.sessions = 0
+        self._lock = threading.Lock()
+
+    async def handle_EHLO(  # noqa: N802 - aiosmtpd's hook name
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        with self._lock:
+            self.sessions += 1
+        session.host_name = hostname
+        return responses
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        with self._lock:
+            if self.replies:
+                return self.replies.popleft()
+            self.messages.append(
+                Received(
+                    envelope.mail_from,
+                    list(envelope.rcpt_tos),
+                    envelope.original_content or envelope.content,
+                    list(envelope.mail_options),
+                )
+            )
+        return "250 2.0.0 OK: queued"
+
+
+class SMTPSink(LocalSMTPServer):
+    def __init__(self, handler: RecordingHandler) -> None:
+        super().__init__(handler)
+        self.recorder = handler
+
+    @property
+    def messages(self) -> list[Received]:
+        return self.recorder.messages

@@ -1,0 +1,45 @@
+"""The deterministic tool functions: every side effect of the service happens here.
+
+JSON-serialisable values in and out; expected failures come back as results with an error
+code, never as exceptions. `TOOL_SCHEMAS` holds each function's JSON schema.
+"""
+
+from tools.addresses import describe_address
+from tools.circuits import record_circuit_result, validate_circuits
+from tools.runtime import configure, get_runtime, shutdown
+from tools.schemas import TOOL_SCHEMAS
+from tools.sending import send_due_emails, send_email
+from tools.status import get_email_status
+from tools.suppression import is_suppressed, suppress, unsubscribe
+from tools.workspaces import create_workspace
+
+
+def validate_email(email: str) -> dict:
+    """Check an address: `{email, valid, normalized, local, domain, ascii_email, smtputf8}`
+    or `{email, valid: false, error, error_code}`."""
+    if not isinstance(email, str) or not email.strip():
+        return {
+            "email": email,
+            "valid": False,
+            "error": "email must be a non-empty string",
+            "error_code": "invalid_input",
+        }
+    return describe_address(email, check_deliverability=get_runtime().settings.check_deliverability)
+
+
+__all__ = [
+    "TOOL_SCHEMAS",
+    "configure",
+    "create_workspace",
+    "get_email_status",
+    "get_runtime",
+    "is_suppressed",
+    "record_circuit_result",
+    "send_due_emails",
+    "send_email",
+    "shutdown",
+    "suppress",
+    "unsubscribe",
+    "validate_circuits",
+    "validate_email",
+]

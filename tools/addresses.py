@@ -1,0 +1,62 @@
+"""Email address checks (email-validator) for the `validate_email` tool and the send pipeline."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from email_validator import EmailNotValidError, EmailUndeliverableError
+from email_validator import validate_email as _validate
+
+from tools.errors import ErrorCode, ToolFailure
+
+
+@dataclass(frozen=True)
+class CheckedAddress:
+    normalized: str  # as email-validator normalises it (domain lower-cased, Unicode kept)
+    ascii_email: str | None  # the form to put on the wire; None when SMTPUTF8 is required
+    smtputf8: bool
+
+    @property
+    def key(self) -> str:
+        """Case-insensitive identity used for suppression, throttling and idempotency."""
+        return self.normalized.lower()
+
+
+def check_address(address: str, *, check_deliverability: bool, field: str) -> CheckedAddress:
+    """Validate one address for sending, or raise `ToolFailure(invalid_recipient)`.
+
+    Addresses whose local part needs SMTPUTF8 are refused with a clear message: Flask-Mail
+    RFC 2047-encodes such local parts in the SMTP envelope, which no server can deliver.
+    """
+    try:
+        info = _validate(address, check_deliverability=check_deliverability)
+    except EmailNotValidError as error:
+        raise ToolFailure(ErrorCode.INVALID_RECIPIENT, f"{field}: {error}", field=field) from None
+    if info.smtputf8:
+        raise ToolFailure(
+            ErrorCode.INVALID_RECIPIENT,
+            f"{field}: addresses with a non-ASCII local part need SMTPUTF8, "
+            "which this service does not send",
+            field=field,
+        )
+    return CheckedAddress(info.normalized, info.ascii_email, info.smtputf8)
+
+
+def describe_address(email: str, *, check_deliverability: bool) -> dict[str, Any]:
+    """Seed 000's validation result for one address."""
+    try:
+        info = _validate(email, check_deliverability=check_deliverability)
+    except EmailUndeliverableError as error:
+        return {"email": email, "valid": False, "error": str(error), "error_code": "undeliverable"}
+    except EmailNotValidError as error:
+        return {"email": email, "valid": False, "error": str(error), "error_code": "invalid_syntax"}
+    return {
+        "email": email,
+        "valid": True,
+        "normalized": info.normalized,
+        "local": info.local_part,
+        "domain": info.domain,
+        "ascii_email": info.ascii_email,
+        "smtputf8": info.smtputf8,
+    }

@@ -1,0 +1,65 @@
+"""Loads attachments, only from inside `EMAIL_ATTACHMENTS_DIR`.
+
+The seeds took arbitrary file paths, which behind an HTTP API reads any file the process can.
+Here a path must be relative, free of `..`, resolve (symlinks followed) to a regular file inside
+the folder, and be no larger than `EMAIL_MAX_ATTACHMENT_BYTES`.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import os
+import stat
+from pathlib import Path, PurePosixPath
+
+from tools.errors import ErrorCode, ToolFailure
+from tools.providers.base import Attachment
+
+
+def _reject(path: str, why: str) -> ToolFailure:
+    return ToolFailure(ErrorCode.ATTACHMENT_REJECTED, f"attachment {path!r}: {why}", path=path)
+
+
+def load_attachments(
+    paths: list[str], *, folder: Path | None, max_bytes: int
+) -> tuple[Attachment, ...]:
+    """Read each attachment, or raise `ToolFailure(attachment_rejected)` for the first bad one."""
+    if not paths:
+        return ()
+    if folder is None:
+        raise _reject(paths[0], "attachments are disabled (EMAIL_ATTACHMENTS_DIR is not set)")
+    root = folder.resolve()
+    loaded = []
+    for raw in paths:
+        relative = PurePosixPath(raw.replace("\\", "/"))
+        if (
+            relative.is_absolute()
+            or raw.startswith(("/", "\\"))
+            or ":" in (relative.parts or ("",))[0]
+        ):
+            raise _reject(raw, "must be a path relative to the attachments folder")
+        if any(part == ".." for part in relative.parts) or "\x00" in raw:
+            raise _reject(raw, "must not leave the attachments folder")
+        resolved = (root / relative).resolve()
+        if not resolved.is_relative_to(root):
+            raise _reject(raw, "resolves outside the attachments folder")
+        try:
+            fd = os.open(resolved, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        except FileNotFoundError:
+            raise _reject(raw, "no such file") from None
+        except OSError:
+            raise _reject(raw, "cannot be opened") from None
+        with os.fdopen(fd, "rb") as handle:
+            info = os.fstat(handle.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                raise _reject(raw, "is not a regular file")
+            if info.st_size > max_bytes:
+                raise _reject(raw, f"is {info.st_size} bytes; the limit is {max_bytes}")
+            data = handle.read(max_bytes + 1)
+        if len(data) > max_bytes:
+            raise _reject(raw, f"is larger than the limit of {max_bytes} bytes")
+        if any(ord(ch) < 32 for ch in resolved.name):
+            raise _reject(raw, "has control characters in its name")
+        content_type = mimetypes.guess_type(resolved.name)[0] or "application/octet-stream"
+        loaded.append(Attachment(filename=resolved.name, content_type=content_type, data=data))
+    return tuple(loaded)

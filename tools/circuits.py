@@ -1,0 +1,163 @@
+"""Circuit results: logging CX01-CX08 runs and deciding whether an execution may send.
+
+The newest log of each circuit counts (a re-run replaces an earlier failure). When CX06 logged
+an output, its content hash binds the execution to exactly that asset.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from persistence import CircuitExecutionLog, Workspace
+from tools import clock
+from tools.errors import ErrorCode, ToolFailure, failure_result
+from tools.runtime import get_runtime
+from tools.schemas import (
+    REQUIRED_CIRCUITS,
+    FinalAsset,
+    RecordCircuitResultArgs,
+    ValidateCircuitsArgs,
+    first_failure,
+    parse,
+)
+
+GENERATION_CIRCUIT = "CX06_GENERATION_EXECUTION"
+
+
+def content_hash(asset: FinalAsset) -> str:
+    """SHA-256 over the recipient-visible fields, in a canonical JSON form."""
+    canonical = json.dumps(asset.content_fields(), sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def asset_from_output(output: dict[str, Any]) -> FinalAsset:
+    """CX06's output as a `FinalAsset` (keys the asset does not have are ignored)."""
+    known = {k: v for k, v in output.items() if k in FinalAsset.model_fields}
+    return FinalAsset.model_validate(known)
+
+
+@dataclass(frozen=True)
+class CircuitState:
+    passed: list[str]
+    missing: list[str]
+    failed: list[str]
+    generated_asset: FinalAsset | None
+    generated_hash: str | None
+
+    @property
+    def all_passed(self) -> bool:
+        return not self.missing and not self.failed
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "circuits_passed": self.passed,
+            "missing_circuits": self.missing,
+            "failed_circuits": self.failed,
+            "all_required_passed": self.all_passed,
+        }
+
+
+def circuit_state(session: Session, workspace_id: str, circuit_execution_id: str) -> CircuitState:
+    """The newest result of each required circuit for one execution of one workspace."""
+    rows = session.scalars(
+        select(CircuitExecutionLog)
+        .where(
+            CircuitExecutionLog.workspace_id == workspace_id,
+            CircuitExecutionLog.circuit_execution_id == circuit_execution_id,
+            CircuitExecutionLog.circuit_id.in_(REQUIRED_CIRCUITS),
+        )
+        .order_by(CircuitExecutionLog.created_at, CircuitExecutionLog.id)
+    ).all()
+    newest = {row.circuit_id: row for row in rows}
+    passed = [c for c in REQUIRED_CIRCUITS if c in newest and newest[c].success]
+    failed = [c for c in REQUIRED_CIRCUITS if c in newest and not newest[c].success]
+    missing = [c for c in REQUIRED_CIRCUITS if c not in newest]
+    generation = newest.get(GENERATION_CIRCUIT)
+    asset = None
+    if generation is not None and generation.success and generation.output is not None:
+        asset = asset_from_output(generation.output)
+    return CircuitState(passed, missing, failed, asset, generation.output_hash if asset else None)
+
+
+def record_circuit_result(
+    workspace_id: str,
+    circuit_execution_id: str,
+    circuit_id: str,
+    success: bool,
+    output: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Log one circuit run. CX06's `output` must be a valid final asset; it binds later sends."""
+    runtime = get_runtime()
+    arguments = {
+        "workspace_id": workspace_id,
+        "circuit_execution_id": circuit_execution_id,
+        "circuit_id": circuit_id,
+        "success": success,
+        "output": output,
+    }
+    try:
+        args = parse(RecordCircuitResultArgs, {k: v for k, v in arguments.items() if v is not None})
+        output_hash = None
+        if args.circuit_id == GENERATION_CIRCUIT and args.output is not None:
+            try:
+                output_hash = content_hash(asset_from_output(args.output))
+            except ValidationError as error:
+                inner = first_failure(error)
+                raise ToolFailure(
+                    inner.code,
+                    f"CX06 output is not a valid final asset: {inner.message}",
+                    field=f"output.{inner.details.get('field', '')}",
+                ) from None
+        log_row = CircuitExecutionLog(
+            id=str(uuid.uuid4()),
+            workspace_id=args.workspace_id,
+            circuit_execution_id=args.circuit_execution_id,
+            circuit_id=args.circuit_id,
+            success=args.success,
+            output=args.output,
+            output_hash=output_hash,
+            created_at=clock.utcnow(),
+        )
+        with runtime.sessions() as session, session.begin():
+            if session.get(Workspace, args.workspace_id) is None:
+                raise ToolFailure(ErrorCode.UNKNOWN_WORKSPACE, "no such workspace")
+            session.add(log_row)
+    except ToolFailure as failure:
+        return failure_result(failure)
+    return {
+        "success": True,
+        "log_id": log_row.id,
+        "workspace_id": log_row.workspace_id,
+        "circuit_execution_id": log_row.circuit_execution_id,
+        "circuit_id": log_row.circuit_id,
+        "passed": log_row.success,
+        "content_hash": output_hash,
+        "created_at": log_row.created_at.isoformat(),
+    }
+
+
+def validate_circuits(workspace_id: str, circuit_execution_id: str) -> dict[str, Any]:
+    """Whether CX01-CX06 all passed for this execution, with the lists of what did not."""
+    runtime = get_runtime()
+    try:
+        args = parse(
+            ValidateCircuitsArgs,
+            {"workspace_id": workspace_id, "circuit_execution_id": circuit_execution_id},
+        )
+    except ToolFailure as failure:
+        return failure_result(failure, all_required_passed=False)
+    with runtime.sessions() as session:
+        state = circuit_state(session, args.workspace_id, args.circuit_execution_id)
+    return {
+        "workspace_id": args.workspace_id,
+        "circuit_execution_id": args.circuit_execution_id,
+        **state.as_dict(),
+    }

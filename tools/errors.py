@@ -1,0 +1,44 @@
+"""Error codes of the public tool interface and the shape every failure result takes."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+
+class ErrorCode(StrEnum):
+    MISSING_FIELD = "missing_field"
+    INVALID_INPUT = "invalid_input"
+    INVALID_RECIPIENT = "invalid_recipient"
+    HEADER_INJECTION = "header_injection"
+    CONTENT_TOO_LARGE = "content_too_large"
+    ATTACHMENT_REJECTED = "attachment_rejected"
+    UNKNOWN_WORKSPACE = "unknown_workspace"
+    CIRCUIT_VALIDATION_FAILED = "circuit_validation_failed"
+    CONTENT_MISMATCH = "content_mismatch"
+    SUPPRESSED = "suppressed"
+    RATE_LIMIT_EXCEEDED = "rate_limit_exceeded"
+    RECIPIENT_THROTTLED = "recipient_throttled"
+    DUPLICATE_SEND = "duplicate_send"
+    ALL_PROVIDERS_FAILED = "all_providers_failed"
+
+
+class ToolFailure(Exception):
+    """An expected failure raised inside a tool and turned into a result at its edge.
+
+    Never escapes a public tool function: each one catches it and returns `error_dict()`.
+    """
+
+    def __init__(self, code: ErrorCode, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.details = details
+
+    def error_dict(self) -> dict[str, Any]:
+        return {"code": self.code.value, "message": self.message, **self.details}
+
+
+def failure_result(failure: ToolFailure, **fields: Any) -> dict[str, Any]:
+    """The result a simple tool returns for an expected failure."""
+    return {"success": False, **fields, "error": failure.error_dict()}

@@ -1,0 +1,81 @@
+"""The provider interface: one normalised message in, a provider message id out, typed errors.
+
+The pipeline builds one `OutgoingEmail` (recipients checked, headers made, content rendered);
+each provider only translates it into its wire format and classifies what went wrong as
+retryable (try again, maybe elsewhere) or permanent (this provider will not take it).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Attachment:
+    filename: str
+    content_type: str
+    data: bytes = field(repr=False)
+
+
+@dataclass(frozen=True)
+class OutgoingEmail:
+    """A rendered email, ready for any provider. Every header value here is CR/LF-free."""
+
+    email_id: str
+    workspace_id: str
+    idempotency_key: str
+    message_id: str  # RFC 5322 Message-ID, angle brackets included
+    sender_email: str
+    sender_name: str | None
+    to: str
+    cc: tuple[str, ...]
+    bcc: tuple[str, ...]
+    subject: str
+    html: str = field(repr=False)
+    text: str = field(repr=False)
+    headers: dict[str, str]  # extra headers: List-Unsubscribe, List-Unsubscribe-Post
+    tags: tuple[str, ...] = ()
+    attachments: tuple[Attachment, ...] = ()
+
+    @property
+    def envelope_recipients(self) -> list[str]:
+        return [self.to, *self.cc, *self.bcc]
+
+
+class ProviderError(Exception):
+    """A provider did not take the message. `status_code` is the HTTP or SMTP reply code."""
+
+    retryable: bool = False
+
+    def __init__(
+        self, message: str, *, status_code: int | None = None, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.retry_after = retry_after
+
+
+class RetryableProviderError(ProviderError):
+    """Worth another try: throttling, a server error, a timeout, a dropped connection."""
+
+    retryable = True
+
+
+class PermanentProviderError(ProviderError):
+    """This provider will not take this message as it is; retrying it here is pointless."""
+
+    retryable = False
+
+
+class Provider(ABC):
+    """One way of handing a message over. Implementations must be safe to call from threads."""
+
+    name: str
+
+    @abstractmethod
+    def send(self, email: OutgoingEmail) -> str:
+        """Hand `email` over and return the provider's message id, or raise `ProviderError`."""
+
+    def close(self) -> None:  # noqa: B027 - most providers hold nothing to release
+        """Release connections. Called once when the runtime shuts down."""

@@ -1,0 +1,123 @@
+"""Hands a message to the configured providers in order, retrying transient failures.
+
+Each provider gets `max_retries` retries with exponential backoff (initial delay, doubling) on
+retryable errors; a permanent error moves straight to the next provider. Every call is recorded
+as an `AttemptRecord` so the audit trail shows what was tried and how it went.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from tools.providers.base import OutgoingEmail, Provider, ProviderError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AttemptRecord:
+    provider: str
+    attempt_number: int
+    outcome: str  # sent | transient_error | permanent_error
+    status_code: int | None
+    error: str | None
+    latency_ms: float
+
+
+@dataclass
+class DeliveryOutcome:
+    sent: bool
+    provider: str | None = None
+    provider_message_id: str | None = None
+    retry_count: int = 0
+    attempts: list[AttemptRecord] = field(default_factory=list)
+    last_error: str | None = None
+
+
+class DeliveryChain:
+    """The providers in fallback order with the retry policy shared by all of them."""
+
+    def __init__(
+        self,
+        providers: Sequence[Provider],
+        *,
+        max_retries: int,
+        initial_delay: float,
+        max_delay: float = 60.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if not providers:
+            raise ValueError("at least one provider is required")
+        self.providers = list(providers)
+        self._max_retries = max_retries
+        self._initial_delay = initial_delay
+        self._max_delay = max_delay
+        self._sleep = sleep
+
+    @property
+    def provider_names(self) -> list[str]:
+        return [p.name for p in self.providers]
+
+    def deliver(self, email: OutgoingEmail) -> DeliveryOutcome:
+        outcome = DeliveryOutcome(sent=False)
+        for provider in self.providers:
+            for retry in range(self._max_retries + 1):
+                started = time.perf_counter()
+                try:
+                    message_id = provider.send(email)
+                except ProviderError as error:
+                    outcome.attempts.append(
+                        AttemptRecord(
+                            provider=provider.name,
+                            attempt_number=len(outcome.attempts) + 1,
+                            outcome="transient_error" if error.retryable else "permanent_error",
+                            status_code=error.status_code,
+                            error=str(error),
+                            latency_ms=(time.perf_counter() - started) * 1000,
+                        )
+                    )
+                    outcome.last_error = f"{provider.name}: {error}"
+                    outcome.retry_count = retry
+                    log.warning(
+                        "provider attempt failed",
+                        extra={
+                            "email_id": email.email_id,
+                            "workspace_id": email.workspace_id,
+                            "provider": provider.name,
+                            "retryable": error.retryable,
+                            "status_code": error.status_code,
+                        },
+                    )
+                    if not error.retryable or retry == self._max_retries:
+                        break
+                    self._sleep(self._backoff(retry, error.retry_after))
+                    continue
+                outcome.attempts.append(
+                    AttemptRecord(
+                        provider=provider.name,
+                        attempt_number=len(outcome.attempts) + 1,
+                        outcome="sent",
+                        status_code=None,
+                        error=None,
+                        latency_ms=(time.perf_counter() - started) * 1000,
+                    )
+                )
+                outcome.sent = True
+                outcome.provider = provider.name
+                outcome.provider_message_id = message_id
+                outcome.retry_count = retry
+                return outcome
+        return outcome
+
+    def _backoff(self, retry: int, retry_after: float | None) -> float:
+        delay = self._initial_delay * (2**retry)
+        if retry_after is not None:
+            delay = max(delay, retry_after)
+        return min(delay, self._max_delay)
+
+    def close(self) -> None:
+        for provider in self.providers:
+            provider.close()

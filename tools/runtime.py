@@ -1,0 +1,103 @@
+"""The process-wide state behind the tool functions: settings, database, providers, signer.
+
+The tools are plain functions (so agents, Flask, notebooks and tests call them the same way),
+and they find what they need here. It is built on first use from the environment, or
+explicitly with `configure(settings)`; tests configure their own and `shutdown()` after.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from persistence import make_engine, make_session_factory, upgrade_to_head
+from settings import Settings, load_settings
+from tools.dev_smtp_server import LocalSMTPServer, OutboxHandler
+from tools.providers.chain import DeliveryChain
+from tools.providers.smtp import SMTPProvider
+from tools.unsubscribe_tokens import UnsubscribeTokens, resolve_signing_secret
+
+log = logging.getLogger(__name__)
+
+
+class Runtime:
+    """Everything one process needs to run the tools, built once from `Settings`."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.engine: Engine = make_engine(settings.database_url)
+        upgrade_to_head(self.engine)
+        self.sessions: sessionmaker[Session] = make_session_factory(self.engine)
+        self.tokens = UnsubscribeTokens(
+            resolve_signing_secret(settings),
+            max_age_seconds=settings.unsubscribe_token_max_age_days * 86_400,
+        )
+        self.dev_server: LocalSMTPServer | None = None
+        self.outbox: OutboxHandler | None = None
+        host, port = settings.smtp_server, settings.smtp_port
+        use_tls, use_ssl = settings.smtp_use_tls, settings.smtp_use_ssl
+        if host is None:
+            self.outbox = OutboxHandler(settings.outbox_dir)
+            self.dev_server = LocalSMTPServer(self.outbox)
+            self.dev_server.start()
+            host, port, use_tls, use_ssl = "127.0.0.1", self.dev_server.port, False, False
+            log.info("embedded development SMTP server started", extra={"port": port})
+        if not settings.public_base_url.startswith("https://"):
+            log.warning("EMAIL_PUBLIC_BASE_URL is not https; one-click unsubscribe needs https")
+        self.delivery = DeliveryChain(
+            [
+                SMTPProvider(
+                    host,
+                    port,
+                    use_tls=use_tls,
+                    use_ssl=use_ssl,
+                    username=settings.smtp_username,
+                    password=settings.smtp_password,
+                    timeout=settings.timeout_seconds,
+                )
+            ],
+            max_retries=settings.max_retries,
+            initial_delay=settings.retry_initial_delay,
+        )
+
+    def close(self) -> None:
+        self.delivery.close()
+        if self.dev_server is not None:
+            self.dev_server.stop()
+        self.engine.dispose()
+
+
+_current: Runtime | None = None
+_lock = threading.Lock()
+
+
+def configure(settings: Settings | None = None) -> Runtime:
+    """Replace the runtime with one built from `settings` (default: the environment)."""
+    global _current
+    with _lock:
+        if _current is not None:
+            _current.close()
+            _current = None
+        _current = Runtime(settings or load_settings())
+        return _current
+
+
+def get_runtime() -> Runtime:
+    """The current runtime, built from the environment on first use."""
+    global _current
+    with _lock:
+        if _current is None:
+            _current = Runtime(load_settings())
+        return _current
+
+
+def shutdown() -> None:
+    """Close connections, stop the development server and forget the runtime."""
+    global _current
+    with _lock:
+        if _current is not None:
+            _current.close()
+            _current = None

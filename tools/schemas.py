@@ -1,0 +1,280 @@
+"""Argument models of the public tool functions: the one place input shape is checked.
+
+Each tool parses its arguments through its model here; the JSON schema each model produces is
+the one the EmailAgent advertises (`TOOL_SCHEMAS`). Pydantic errors are mapped onto the
+interface's error codes by `first_failure`, in the pipeline's order of checks.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from tools.errors import ErrorCode, ToolFailure
+
+MAX_CONTENT_CHARS = 100_000
+MAX_TAGS = 10
+MAX_COPY_RECIPIENTS = 50
+MAX_ATTACHMENTS = 10
+REQUIRED_CIRCUITS = (
+    "CX01_INTENT_DETECTION",
+    "CX02_AUDIENCE_CLASSIFICATION",
+    "CX03_STATE_MEMORY_RETRIEVAL",
+    "CX04_CONTENT_STRATEGY_SELECTION",
+    "CX05_BRAND_GUARD",
+    "CX06_GENERATION_EXECUTION",
+)
+KNOWN_CIRCUITS = (*REQUIRED_CIRCUITS, "CX07_ENGAGEMENT_EVALUATION", "CX08_SELF_CORRECTION")
+_CIRCUIT_BY_CODE = {name[:4]: name for name in KNOWN_CIRCUITS}
+M = TypeVar("M", bound=BaseModel)
+_EXECUTION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$")
+
+
+def _uuid(value: str) -> str:
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise PydanticCustomError("uuid_format", "must be a UUID") from None
+
+
+def _no_line_breaks(value: str) -> str:
+    if "\r" in value or "\n" in value:
+        raise PydanticCustomError(
+            "header_injection", "must not contain CR or LF (it goes into a mail header)"
+        )
+    return value
+
+
+def _execution_id(value: str) -> str:
+    if not _EXECUTION_ID.match(value):
+        raise PydanticCustomError(
+            "execution_id_format",
+            "must be 1-128 characters of letters, digits, '_', '.', ':' or '-'",
+        )
+    return value
+
+
+def _http_url(value: str) -> str:
+    if not re.match(r"^https?://[^\s/]+", value):
+        raise PydanticCustomError("url_format", "must be an http(s) URL")
+    return value
+
+
+def circuit_name(value: str) -> str:
+    """Full circuit name for `CX01` or `CX01_INTENT_DETECTION` (any case)."""
+    name = _CIRCUIT_BY_CODE.get(value.strip().upper()[:4])
+    if name is None or value.strip().upper() not in (name, name[:4]):
+        raise PydanticCustomError(
+            "circuit_id_format", "must be one of CX01..CX08 (code or full name)"
+        )
+    return name
+
+
+UUIDStr = Annotated[str, AfterValidator(_uuid)]
+HeaderText = Annotated[str, AfterValidator(_no_line_breaks)]
+Address = Annotated[str, Field(min_length=3, max_length=320), AfterValidator(_no_line_breaks)]
+ExecutionId = Annotated[str, AfterValidator(_execution_id)]
+
+
+class _Args(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FinalAsset(_Args):
+    """The finished email CX06 produced. It is sent as it is; nothing here is rewritten."""
+
+    subject: Annotated[HeaderText, Field(min_length=1, max_length=998)]
+    preheader: Annotated[HeaderText, Field(max_length=500)] | None = None
+    html_body: Annotated[str, Field(min_length=1)]
+    text_body: str | None = None
+    cta_url: Annotated[str, Field(max_length=2048), AfterValidator(_http_url)] | None = None
+    tags: Annotated[
+        list[Annotated[HeaderText, Field(min_length=1, max_length=255)]], Field(max_length=MAX_TAGS)
+    ] = []
+
+    @model_validator(mode="after")
+    def _within_size_limit(self) -> FinalAsset:
+        size = len(self.subject) + len(self.html_body) + len(self.text_body or "")
+        if size > MAX_CONTENT_CHARS:
+            raise PydanticCustomError(
+                "content_too_large",
+                "subject + html_body + text_body is {size} characters; the limit is {limit}",
+                {"size": size, "limit": MAX_CONTENT_CHARS},
+            )
+        return self
+
+    def content_fields(self) -> dict[str, Any]:
+        """What the recipient sees: the fields CX06's content hash covers."""
+        return {
+            "subject": self.subject,
+            "preheader": self.preheader or "",
+            "html_body": self.html_body,
+            "text_body": self.text_body or "",
+            "cta_url": self.cta_url or "",
+        }
+
+
+class SendEmailArgs(_Args):
+    """Send one circuit-approved email to one recipient."""
+
+    workspace_id: Annotated[UUIDStr, Field(description="The tenant (UUID)")]
+    client_id: Annotated[UUIDStr, Field(description="The client the send is for (UUID)")]
+    circuit_execution_id: Annotated[
+        ExecutionId, Field(description="The CX01-CX06 run that approved this email")
+    ]
+    recipient: Annotated[Address, Field(description="Recipient address")]
+    final_asset: Annotated[
+        FinalAsset | None,
+        Field(description="CX06's asset; omit it to send the asset CX06 logged for the execution"),
+    ] = None
+    cc: Annotated[list[Address], Field(max_length=MAX_COPY_RECIPIENTS)] = []
+    bcc: Annotated[list[Address], Field(max_length=MAX_COPY_RECIPIENTS)] = []
+    attachments: Annotated[
+        list[Annotated[str, Field(min_length=1, max_length=500)]],
+        Field(max_length=MAX_ATTACHMENTS, description="Paths relative to EMAIL_ATTACHMENTS_DIR"),
+    ] = []
+    scheduled_for: Annotated[
+        datetime | None, Field(description="ISO-8601 with a time zone; later sends wait for it")
+    ] = None
+
+    @model_validator(mode="after")
+    def _aware_schedule(self) -> SendEmailArgs:
+        if self.scheduled_for is not None and self.scheduled_for.tzinfo is None:
+            raise PydanticCustomError("timezone_required", "scheduled_for needs a time zone")
+        return self
+
+
+class CreateWorkspaceArgs(_Args):
+    """Create a tenant. The API key in the result is shown once; only its hash is stored."""
+
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    sender_email: Address
+    postal_address: Annotated[str, Field(min_length=5, max_length=500)]
+    sender_name: Annotated[HeaderText, Field(min_length=1, max_length=200)] | None = None
+    rate_limit_per_hour: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
+
+
+class RecordCircuitResultArgs(_Args):
+    """Log one circuit run; CX06's `output` is the final asset later sends must match."""
+
+    workspace_id: UUIDStr
+    circuit_execution_id: ExecutionId
+    circuit_id: Annotated[str, AfterValidator(circuit_name)]
+    success: bool
+    output: dict[str, Any] | None = None
+
+
+class ValidateCircuitsArgs(_Args):
+    """Report whether CX01-CX06 all passed for one execution."""
+
+    workspace_id: UUIDStr
+    circuit_execution_id: ExecutionId
+
+
+class ValidateEmailArgs(_Args):
+    """Check an address's syntax (and, when configured, its domain's deliverability)."""
+
+    email: Annotated[str, Field(max_length=1000)]
+
+
+class GetEmailStatusArgs(_Args):
+    """Delivery status of one email, by the `email_id` send_email returned."""
+
+    email_id: UUIDStr
+    workspace_id: Annotated[
+        UUIDStr | None, Field(description="When given, only this workspace's emails are visible")
+    ] = None
+
+
+class SuppressArgs(_Args):
+    """Add an address to a workspace's suppression list."""
+
+    workspace_id: UUIDStr
+    email: Address
+    reason: Literal["bounced", "complained", "unsubscribed"]
+    bounce_type: Literal["hard", "soft"] | None = None
+
+
+class IsSuppressedArgs(_Args):
+    """Whether sends from this workspace to this address are currently blocked."""
+
+    workspace_id: UUIDStr
+    email: Address
+
+
+class UnsubscribeArgs(_Args):
+    """Honour an unsubscribe link's signed token."""
+
+    token: Annotated[str, Field(min_length=1, max_length=2000)]
+
+
+_CODE_PRIORITY = (
+    ErrorCode.MISSING_FIELD,
+    ErrorCode.INVALID_INPUT,
+    ErrorCode.HEADER_INJECTION,
+    ErrorCode.CONTENT_TOO_LARGE,
+)
+
+
+def first_failure(error: ValidationError) -> ToolFailure:
+    """The failure to report for a pydantic error, in the order the pipeline checks shape."""
+    found: list[tuple[int, ToolFailure]] = []
+    for item in error.errors(include_url=False, include_input=False):
+        field = ".".join(str(p) for p in item["loc"]) or "arguments"
+        kind = item["type"]
+        if kind == "missing":
+            code = ErrorCode.MISSING_FIELD
+        elif kind in (ErrorCode.HEADER_INJECTION.value, ErrorCode.CONTENT_TOO_LARGE.value):
+            code = ErrorCode(kind)
+        else:
+            code = ErrorCode.INVALID_INPUT
+        message = f"{field}: {item['msg']}" if kind != "content_too_large" else item["msg"]
+        if kind == "missing":
+            message = f"{field} is required"
+        found.append((_CODE_PRIORITY.index(code), ToolFailure(code, message, field=field)))
+    found.sort(key=lambda pair: pair[0])
+    return found[0][1]
+
+
+def parse(model: type[M], arguments: dict[str, Any]) -> M:
+    """Validate tool arguments into `model`, or raise the `ToolFailure` to report."""
+    try:
+        return model.model_validate(arguments)
+    except ValidationError as error:
+        raise first_failure(error) from None
+
+
+def _schema(name: str, model: type[BaseModel]) -> dict[str, Any]:
+    return {
+        "name": name,
+        "description": (model.__doc__ or "").strip(),
+        "parameters": model.model_json_schema(),
+    }
+
+
+TOOL_SCHEMAS: dict[str, dict[str, Any]] = {
+    name: _schema(name, model)
+    for name, model in {
+        "create_workspace": CreateWorkspaceArgs,
+        "record_circuit_result": RecordCircuitResultArgs,
+        "validate_circuits": ValidateCircuitsArgs,
+        "validate_email": ValidateEmailArgs,
+        "send_email": SendEmailArgs,
+        "get_email_status": GetEmailStatusArgs,
+        "suppress": SuppressArgs,
+        "is_suppressed": IsSuppressedArgs,
+        "unsubscribe": UnsubscribeArgs,
+    }.items()
+}
