@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
@@ -25,9 +26,10 @@ class RecordingHandler:
         self.messages: list[Received] = []
         self.replies: deque[str] = deque()
         self.sessions = 0
+        self.data_times: list[float] = []  # time.monotonic() of every DATA command
         self._lock = threading.Lock()
 
-    async def handle_EHLO(  # noqa: N802 - aiosmtpd's hook name
+    async def handle_EHLO(
         self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
     ) -> list[str]:
         with self._lock:
@@ -35,8 +37,9 @@ class RecordingHandler:
         session.host_name = hostname
         return responses
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         with self._lock:
+            self.data_times.append(time.monotonic())
             if self.replies:
                 return self.replies.popleft()
             self.messages.append(

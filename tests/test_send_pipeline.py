@@ -148,9 +148,7 @@ def test_bad_input_is_blocked_with_its_code_and_nothing_is_sent(
 
 def test_the_first_failing_check_is_the_one_reported(workspace, smtp_sink, runtime):
     # Bad recipient (step 2) and unapproved circuits (step 3): step 2 wins.
-    result = tools.send_email(
-        workspace["workspace_id"], CLIENT, "never_ran", "nope", ASSET
-    )
+    result = tools.send_email(workspace["workspace_id"], CLIENT, "never_ran", "nope", ASSET)
     _assert_blocked(result, "invalid_recipient", smtp_sink, runtime)
 
 
@@ -181,7 +179,9 @@ def test_failed_circuit_blocks_until_a_rerun_passes(workspace, smtp_sink, runtim
 def test_circuits_of_another_workspace_do_not_count(workspace, smtp_sink, runtime):
     other = tools.create_workspace("Other", "o@other.example", "2 Side Road, Townsville")
     execution_id = approve(other["workspace_id"])
-    result = tools.send_email(workspace["workspace_id"], CLIENT, execution_id, "b@example.com", ASSET)
+    result = tools.send_email(
+        workspace["workspace_id"], CLIENT, execution_id, "b@example.com", ASSET
+    )
     _assert_blocked(result, "circuit_validation_failed", smtp_sink, runtime)
 
 

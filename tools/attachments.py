@@ -49,12 +49,13 @@ def load_attachments(
             raise _reject(raw, "no such file") from None
         except OSError:
             raise _reject(raw, "cannot be opened") from None
-        with os.fdopen(fd, "rb") as handle:
-            info = os.fstat(handle.fileno())
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > max_bytes:
+            os.close(fd)
             if not stat.S_ISREG(info.st_mode):
                 raise _reject(raw, "is not a regular file")
-            if info.st_size > max_bytes:
-                raise _reject(raw, f"is {info.st_size} bytes; the limit is {max_bytes}")
+            raise _reject(raw, f"is {info.st_size} bytes; the limit is {max_bytes}")
+        with os.fdopen(fd, "rb") as handle:
             data = handle.read(max_bytes + 1)
         if len(data) > max_bytes:
             raise _reject(raw, f"is larger than the limit of {max_bytes} bytes")

@@ -1,0 +1,4 @@
+"""AutoGen agents (CommunicationsDept, CircuitValidatorAgent, EmailAgent, SelfCorrectionAgent).
+
+They call the tool functions in `tools` and hold no business rules. Built in issue 4.
+"""

@@ -1,0 +1,238 @@
+"""Command line for the circuit-bound email service.
+
+`python main.py` with no arguments runs an end-to-end demonstration on the embedded defaults
+(SQLite file, built-in development SMTP server writing to ./outbox/). The sub-commands operate
+the service: create a workspace, record circuit results, send, show status, run the worker.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import tools
+from settings import SettingsError, load_settings
+from tools.schemas import REQUIRED_CIRCUITS
+
+DEMO_ASSET = {
+    "subject": "Welcome to Acme, Sam",
+    "preheader": "Three things to try in your first week",
+    "html_body": (
+        "<h1>Welcome aboard!</h1>\n"
+        "<p>Thanks for joining Acme. Here are three things to try this week.</p>\n"
+        "<ol><li>Set up your profile</li><li>Invite a colleague</li>"
+        "<li>Book a walkthrough</li></ol>\n"
+    ),
+    "text_body": (
+        "Welcome aboard!\n\nThanks for joining Acme. Here are three things to try this week:\n"
+        "1. Set up your profile\n2. Invite a colleague\n3. Book a walkthrough"
+    ),
+    "cta_url": "https://acme.example/start",
+    "tags": ["onboarding"],
+}
+
+
+def _print(data: Any) -> None:
+    print(json.dumps(data, indent=2, default=str))
+
+
+def _approve(workspace_id: str, execution_id: str, *, skip: str | None = None) -> None:
+    for circuit in REQUIRED_CIRCUITS:
+        if circuit == skip:
+            continue
+        output = DEMO_ASSET if circuit == "CX06_GENERATION_EXECUTION" else None
+        result = tools.record_circuit_result(workspace_id, execution_id, circuit, True, output)
+        if not result["success"]:
+            raise SystemExit(f"recording {circuit} failed: {result['error']['message']}")
+
+
+def run_demo(_args: argparse.Namespace) -> int:
+    runtime = tools.get_runtime()
+    settings = runtime.settings
+    print(f"Database: {settings.database_url}")
+    smtp = "built-in development server" if settings.uses_dev_smtp_server else settings.smtp_server
+    print(f"SMTP:     {smtp}\n")
+
+    workspace = tools.create_workspace(
+        "Acme Demo",
+        settings.default_sender,
+        "Acme Inc.\n1 Demo Street\nSpringfield, IL 62701",
+        sender_name="Acme",
+    )
+    if not workspace["success"]:
+        print(f"Could not create the demo workspace: {workspace['error']['message']}")
+        return 1
+    workspace_id = workspace["workspace_id"]
+    client_id = str(uuid.uuid4())
+    print(f"1. Workspace {workspace_id} created (sender {workspace['sender_email']}).")
+
+    approved = f"demo_{uuid.uuid4().hex[:12]}"
+    _approve(workspace_id, approved)
+    print(f"2. Circuits CX01-CX06 logged as passed for execution {approved}.")
+
+    result = tools.send_email(workspace_id, client_id, approved, "sam@example.com", DEMO_ASSET)
+    print(f"3. Sent: status={result['status']} ({result['message']})")
+    if result["status"] != "sent":
+        _print(result)
+        return 1
+    status = tools.get_email_status(result["email_id"])
+    print(
+        f"   email_id={status['email_id']} provider={status['provider']} "
+        f"attempts={status['delivery_attempts']} sent_at={status['sent_at']}"
+    )
+    if runtime.outbox is not None:
+        print(f"   Open it: {runtime.outbox.path_for(result['email_id']).resolve()}")
+
+    unapproved = f"demo_{uuid.uuid4().hex[:12]}"
+    _approve(workspace_id, unapproved, skip="CX05_BRAND_GUARD")
+    blocked = tools.send_email(workspace_id, client_id, unapproved, "sam@example.com", DEMO_ASSET)
+    print(
+        f"4. Blocked: status={blocked['status']} code={blocked['error']['code']}: "
+        f"{blocked['error']['message']}; missing {blocked['error']['missing_circuits']}"
+    )
+
+    repeat = tools.send_email(workspace_id, client_id, approved, "sam@example.com", DEMO_ASSET)
+    print(
+        f"5. Repeat of step 3: code={repeat['error']['code']}, same email_id="
+        f"{repeat['email_id'] == result['email_id']}, nothing sent again."
+    )
+    return 0
+
+
+def run_create_workspace(args: argparse.Namespace) -> int:
+    result = tools.create_workspace(
+        args.name, args.sender_email, args.postal_address, args.sender_name, args.rate_limit
+    )
+    _print(result)
+    return 0 if result["success"] else 1
+
+
+def run_record_circuit(args: argparse.Namespace) -> int:
+    output = json.loads(Path(args.output_file).read_text()) if args.output_file else None
+    result = tools.record_circuit_result(
+        args.workspace_id, args.execution_id, args.circuit, not args.failed, output
+    )
+    _print(result)
+    return 0 if result["success"] else 1
+
+
+def run_send(args: argparse.Namespace) -> int:
+    asset = json.loads(Path(args.asset_file).read_text()) if args.asset_file else None
+    result = tools.send_email(
+        args.workspace_id,
+        args.client_id,
+        args.execution_id,
+        args.recipient,
+        asset,
+        cc=args.cc or None,
+        bcc=args.bcc or None,
+        attachments=args.attach or None,
+        scheduled_for=args.scheduled_for,
+    )
+    _print(result)
+    return 0 if result["status"] in ("sent", "scheduled") else 1
+
+
+def run_status(args: argparse.Namespace) -> int:
+    result = tools.get_email_status(args.email_id)
+    _print(result)
+    return 0 if result["found"] else 1
+
+
+def run_worker(args: argparse.Namespace) -> int:
+    log = logging.getLogger("worker")
+    while True:
+        counts = tools.send_due_emails(limit=args.batch)
+        if counts["due"]:
+            log.info("scheduled sends processed", extra=counts)
+            print(json.dumps(counts))
+        if args.once:
+            return 0
+        time.sleep(args.interval)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="main.py",
+        description="Circuit-bound email execution. With no command, runs the demonstration.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    demo = commands.add_parser("demo", help="end-to-end demonstration (the default)")
+    demo.set_defaults(handler=run_demo)
+
+    create = commands.add_parser("create-workspace", help="create a tenant and print its API key")
+    create.add_argument("--name", required=True)
+    create.add_argument("--sender-email", required=True)
+    create.add_argument("--postal-address", required=True, help="shown in every email's footer")
+    create.add_argument("--sender-name")
+    create.add_argument("--rate-limit", type=int, help="sends per hour (default EMAIL_RATE_LIMIT)")
+    create.set_defaults(handler=run_create_workspace)
+
+    record = commands.add_parser("record-circuit", help="log one circuit result")
+    record.add_argument("--workspace-id", required=True)
+    record.add_argument("--execution-id", required=True)
+    record.add_argument("--circuit", required=True, help="CX01..CX08 or the full name")
+    record.add_argument("--failed", action="store_true", help="the circuit failed")
+    record.add_argument("--output-file", help="JSON file: CX06's final asset")
+    record.set_defaults(handler=run_record_circuit)
+
+    send = commands.add_parser("send", help="send one email through the full pipeline")
+    send.add_argument("--workspace-id", required=True)
+    send.add_argument("--client-id", required=True)
+    send.add_argument("--execution-id", required=True)
+    send.add_argument("--recipient", required=True)
+    send.add_argument("--asset-file", help="JSON final asset (default: CX06's logged output)")
+    send.add_argument("--cc", action="append")
+    send.add_argument("--bcc", action="append")
+    send.add_argument("--attach", action="append", help="path inside EMAIL_ATTACHMENTS_DIR")
+    send.add_argument("--scheduled-for", help="ISO-8601 time with a zone")
+    send.set_defaults(handler=run_send)
+
+    status = commands.add_parser("status", help="show one email's delivery status")
+    status.add_argument("email_id")
+    status.set_defaults(handler=run_status)
+
+    worker = commands.add_parser("worker", help="send scheduled emails when they are due")
+    worker.add_argument("--once", action="store_true", help="process what is due, then exit")
+    worker.add_argument("--interval", type=float, default=5.0, help="seconds between polls")
+    worker.add_argument("--batch", type=int, default=100, help="emails per poll")
+    worker.set_defaults(handler=run_worker)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings()
+    except SettingsError as error:
+        print(f"Configuration error: {error}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if settings.log_level != "DEBUG":
+        # aiosmtpd logs every SMTP command and Alembic every migration step at INFO.
+        for noisy in ("mail.log", "alembic"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        tools.configure(settings)
+    except SettingsError as error:
+        print(f"Configuration error: {error}", file=sys.stderr)
+        return 2
+    try:
+        return args.handler(args) if args.command else run_demo(args)
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        tools.shutdown()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

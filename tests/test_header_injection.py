@@ -1,0 +1,60 @@
+"""CR/LF in anything that becomes a header is refused by the project itself, before sending."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import func, select
+
+import tools
+from persistence import EmailExecution
+from tests.conftest import ASSET, approve
+
+CLIENT = "550e8400-e29b-41d4-a716-446655440000"
+EVIL = "x\r\nBcc: victim@evil.example"
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"final_asset": {**ASSET, "subject": "Hello" + EVIL}},
+        {"final_asset": {**ASSET, "subject": "Hello\nthere"}},
+        {"final_asset": {**ASSET, "preheader": "pre" + EVIL}},
+        {"final_asset": {**ASSET, "tags": ["ok", "tag" + EVIL]}},
+        {"recipient": "bob@example.com" + EVIL},
+        {"recipient": "bob@example.com\r"},
+        {"cc": ["carol@example.com" + EVIL]},
+        {"bcc": ["dave@example.com\n"]},
+    ],
+    ids=["subject", "subject-lf", "preheader", "tag", "recipient", "recipient-cr", "cc", "bcc"],
+)
+def test_line_break_in_a_header_value_is_header_injection(change, workspace, smtp_sink, runtime):
+    wid = workspace["workspace_id"]
+    arguments = {
+        "workspace_id": wid,
+        "client_id": CLIENT,
+        "circuit_execution_id": approve(wid),
+        "recipient": "bob@example.com",
+        "final_asset": ASSET,
+        **change,
+    }
+    result = tools.send_email(**arguments)
+
+    assert result["status"] == "blocked"
+    assert result["error"]["code"] == "header_injection", result
+    assert smtp_sink.messages == []
+    with runtime.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(EmailExecution)) == 0
+
+
+def test_cx06_output_with_a_line_break_in_its_subject_is_refused_at_recording(workspace):
+    result = tools.record_circuit_result(
+        workspace["workspace_id"], "exec_evil", "CX06", True, output={**ASSET, "subject": EVIL}
+    )
+    assert result["success"] is False
+    assert result["error"]["code"] == "header_injection"
+
+
+def test_sender_name_with_a_line_break_is_refused(runtime):
+    result = tools.create_workspace("Acme", "a@acme.example", "1 Main St, X", sender_name=EVIL)
+    assert result["success"] is False
+    assert result["error"]["code"] == "header_injection"

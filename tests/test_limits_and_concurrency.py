@@ -1,0 +1,254 @@
+"""Hourly limit, per-recipient throttle and idempotency, also under concurrent callers.
+
+The database enforces all three (SQLite's write lock, PostgreSQL's workspace row lock), so
+threads of one process and separate processes on one PostgreSQL database see one count.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from pathlib import Path
+from unittest import mock
+
+import pytest
+
+import tools
+from tests.conftest import ASSET, approve, make_settings, send
+from tools import clock
+
+REPO = Path(__file__).resolve().parent.parent
+CLIENT = "550e8400-e29b-41d4-a716-446655440000"
+
+
+def _limited_workspace(limit: int) -> dict:
+    result = tools.create_workspace(
+        "Limited", "news@limited.example", "1 Limit Lane, Capville", rate_limit_per_hour=limit
+    )
+    assert result["success"], result
+    return result
+
+
+def test_hourly_limit_blocks_the_next_send_and_frees_up_as_the_window_slides(runtime, smtp_sink):
+    workspace = _limited_workspace(2)
+    start = clock.utcnow()
+    assert send(workspace, "a@example.com")["status"] == "sent"
+    with mock.patch("tools.clock.utcnow", return_value=start + timedelta(minutes=30)):
+        assert send(workspace, "b@example.com")["status"] == "sent"
+        blocked = send(workspace, "c@example.com")
+    assert blocked["error"]["code"] == "rate_limit_exceeded"
+    assert blocked["status"] == "blocked"
+    with mock.patch("tools.clock.utcnow", return_value=start + timedelta(minutes=61)):
+        assert send(workspace, "c@example.com")["status"] == "sent"  # the first left the window
+        assert send(workspace, "d@example.com")["error"]["code"] == "rate_limit_exceeded"
+    assert len(smtp_sink.messages) == 3
+
+
+def test_default_limit_comes_from_settings(smtp_sink, sqlite_url, tmp_path):
+    tools.configure(make_settings(sqlite_url, smtp_sink, tmp_path, rate_limit_per_hour=1))
+    try:
+        workspace = tools.create_workspace("W", "w@w.example", "1 Road, Town")
+        assert workspace["rate_limit_per_hour"] == 1
+        assert send(workspace, "a@example.com")["status"] == "sent"
+        assert send(workspace, "b@example.com")["error"]["code"] == "rate_limit_exceeded"
+    finally:
+        tools.shutdown()
+
+
+def test_same_recipient_within_a_minute_is_throttled(workspace, smtp_sink, runtime):
+    start = clock.utcnow()
+    assert send(workspace, "bob@example.com")["status"] == "sent"
+    throttled = send(workspace, "BOB@example.com")  # another execution, same person
+    assert throttled["error"]["code"] == "recipient_throttled"
+    with mock.patch("tools.clock.utcnow", return_value=start + timedelta(seconds=61)):
+        assert send(workspace, "bob@example.com")["status"] == "sent"
+    assert len(smtp_sink.messages) == 2
+
+
+def test_other_workspaces_have_their_own_limits(runtime, smtp_sink):
+    first, second = _limited_workspace(1), _limited_workspace(1)
+    assert send(first, "a@example.com")["status"] == "sent"
+    assert send(second, "a@example.com")["status"] == "sent"  # neither limit nor throttle shared
+
+
+def _concurrent(calls: list[dict], workers: int = 8) -> list[dict]:
+    with ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(lambda kw: tools.send_email(**kw), calls))
+
+
+def _run_thread_races(smtp_sink) -> None:
+    # Limit: 20 different recipients race for 5 slots.
+    workspace = _limited_workspace(5)
+    wid = workspace["workspace_id"]
+    execution_id = approve(wid)
+    calls = [
+        dict(
+            workspace_id=wid,
+            client_id=CLIENT,
+            circuit_execution_id=execution_id,
+            recipient=f"user{i}@example.com",
+            final_asset=ASSET,
+        )
+        for i in range(20)
+    ]
+    outcomes = Counter(r.get("error", {}).get("code", r["status"]) for r in _concurrent(calls))
+    assert outcomes == {"sent": 5, "rate_limit_exceeded": 15}
+    assert len(smtp_sink.messages) == 5
+
+    # Idempotency: the same request 12 times at once is sent once.
+    workspace = _limited_workspace(100)
+    wid = workspace["workspace_id"]
+    execution_id = approve(wid)
+    same = dict(
+        workspace_id=wid,
+        client_id=CLIENT,
+        circuit_execution_id=execution_id,
+        recipient="once@example.com",
+        final_asset=ASSET,
+    )
+    results = _concurrent([same] * 12)
+    outcomes = Counter(r.get("error", {}).get("code", r["status"]) for r in results)
+    assert outcomes == {"sent": 1, "duplicate_send": 11}
+    assert len({r["email_id"] for r in results}) == 1
+
+    # Throttle: 10 executions to one recipient at once: one gets through.
+    calls = [
+        dict(
+            workspace_id=wid,
+            client_id=CLIENT,
+            circuit_execution_id=approve(wid),
+            recipient="busy@example.com",
+            final_asset=ASSET,
+        )
+        for _ in range(10)
+    ]
+    outcomes = Counter(r.get("error", {}).get("code", r["status"]) for r in _concurrent(calls))
+    assert outcomes == {"sent": 1, "recipient_throttled": 9}
+    assert len(smtp_sink.messages) == 7
+
+
+def test_limits_hold_under_concurrent_threads_on_sqlite(runtime, smtp_sink):
+    _run_thread_races(smtp_sink)
+
+
+def test_limits_hold_under_concurrent_threads_on_postgresql(postgres_url, smtp_sink, tmp_path):
+    tools.configure(make_settings(postgres_url, smtp_sink, tmp_path))
+    try:
+        _run_thread_races(smtp_sink)
+    finally:
+        tools.shutdown()
+
+
+_WORKER = textwrap.dedent(
+    """
+    import dataclasses, json, sys, time
+    import tools
+    from settings import load_settings
+    spec = json.loads(sys.argv[1])
+    tools.configure(dataclasses.replace(
+        load_settings({}), database_url=spec["url"], smtp_server="127.0.0.1",
+        smtp_port=spec["port"], smtp_use_tls=False, signing_secret="s", retry_initial_delay=0.01))
+    while time.time() < spec["start_at"]:
+        time.sleep(0.001)
+    out = [tools.send_email(**call) for call in spec["calls"]]
+    tools.shutdown()
+    print(json.dumps([r.get("error", {}).get("code", r["status"]) for r in out]))
+    """
+)
+
+
+def _race_in_processes(url: str, port: int, per_process: list[list[dict]]) -> Counter:
+    import time
+
+    start_at = time.time() + 3.0  # every process is up and configured by then
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                _WORKER,
+                json.dumps({"url": url, "port": port, "start_at": start_at, "calls": calls}),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+            cwd=REPO,
+        )
+        for calls in per_process
+    ]
+    outcomes: Counter = Counter()
+    for proc in procs:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err.decode()[-2000:]
+        outcomes.update(json.loads(out.decode().strip().splitlines()[-1]))
+    return outcomes
+
+
+def test_limits_hold_across_processes_on_postgresql(postgres_url, smtp_sink, tmp_path):
+    tools.configure(make_settings(postgres_url, smtp_sink, tmp_path))
+    try:
+        limited = _limited_workspace(6)
+        wid = limited["workspace_id"]
+        execution_id = approve(wid)
+        per_process = [
+            [
+                dict(
+                    workspace_id=wid,
+                    client_id=CLIENT,
+                    circuit_execution_id=execution_id,
+                    recipient=f"p{p}u{i}@example.com",
+                    final_asset=ASSET,
+                )
+                for i in range(5)
+            ]
+            for p in range(4)
+        ]
+        outcomes = _race_in_processes(postgres_url, smtp_sink.port, per_process)
+        assert outcomes == {"sent": 6, "rate_limit_exceeded": 14}
+        assert len(smtp_sink.messages) == 6
+
+        execution_id = approve(wid := _limited_workspace(50)["workspace_id"])
+        same = dict(
+            workspace_id=wid,
+            client_id=CLIENT,
+            circuit_execution_id=execution_id,
+            recipient="once@example.com",
+            final_asset=ASSET,
+        )
+        outcomes = _race_in_processes(postgres_url, smtp_sink.port, [[same] * 3] * 4)
+        assert outcomes == {"sent": 1, "duplicate_send": 11}
+        assert len(smtp_sink.messages) == 7
+    finally:
+        tools.shutdown()
+
+
+@pytest.mark.parametrize("count", [3])
+def test_scheduled_send_waits_then_goes_through_the_checks_again(count, workspace, smtp_sink):
+    wid = workspace["workspace_id"]
+    later = (clock.utcnow() + timedelta(hours=2)).isoformat()
+    results = [send(workspace, f"s{i}@example.com", scheduled_for=later) for i in range(count)]
+    assert [r["status"] for r in results] == ["scheduled"] * count
+    assert "error" not in results[0]
+    assert tools.send_due_emails()["due"] == 0
+    assert smtp_sink.messages == []
+
+    tools.suppress(wid, "s1@example.com", "unsubscribed")  # appears while s1 waits
+    with mock.patch("tools.clock.utcnow", return_value=clock.utcnow() + timedelta(hours=3)):
+        counts = tools.send_due_emails()
+    assert counts["due"] == 3 and counts["sent"] == 2 and counts["blocked"] == 1
+    assert sorted(m.rcpt_tos[0] for m in smtp_sink.messages) == ["s0@example.com", "s2@example.com"]
+    assert tools.get_email_status(results[1]["email_id"])["status"] == "blocked"
+    assert tools.get_email_status(results[0]["email_id"])["status"] == "sent"
+    assert tools.send_due_emails()["due"] == 0  # nothing is sent twice
+
+
+def test_scheduled_send_in_the_past_is_sent_now(workspace, smtp_sink):
+    earlier = (clock.utcnow() - timedelta(minutes=5)).isoformat()
+    assert send(workspace, scheduled_for=earlier)["status"] == "sent"

@@ -1,0 +1,142 @@
+"""`python main.py` from a clean directory: the demonstration on the embedded defaults."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from email import message_from_bytes, policy
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _run(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(("SMTP_", "EMAIL_"))}
+    environment.update(env)
+    return subprocess.run(
+        [sys.executable, str(REPO / "main.py"), *args],
+        cwd=cwd,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_demo_sends_one_email_to_the_outbox_and_shows_a_blocked_one(tmp_path):
+    result = _run([], tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "3. Sent: status=sent" in out
+    assert "code=circuit_validation_failed" in out and "CX05_BRAND_GUARD" in out
+    assert "code=duplicate_send" in out
+    match = re.search(r"Open it: (\S+\.eml)", out)
+    assert match, out
+    eml = Path(match.group(1))
+    assert eml.parent == tmp_path / "outbox"
+    message = message_from_bytes(eml.read_bytes(), policy=policy.default)
+    assert message["Subject"] == "Welcome to Acme, Sam"
+    assert message["To"] == "sam@example.com"
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert len(list((tmp_path / "outbox").glob("*.eml"))) == 1
+    assert (tmp_path / "email_agent.db").exists()
+
+    again = _run([], tmp_path)  # a second run on the same database works too
+    assert again.returncode == 0, again.stderr
+    assert len(list((tmp_path / "outbox").glob("*.eml"))) == 2
+
+
+def test_subcommands_drive_a_send_and_show_its_status(tmp_path):
+    import json
+
+    created = _run(
+        [
+            "create-workspace",
+            "--name",
+            "Cli",
+            "--sender-email",
+            "cli@cli.example",
+            "--postal-address",
+            "1 Cli Road, Shell",
+        ],
+        tmp_path,
+    )
+    assert created.returncode == 0, created.stderr
+    workspace_id = json.loads(created.stdout)["workspace_id"]
+    asset = tmp_path / "asset.json"
+    asset.write_text(json.dumps({"subject": "From the CLI", "html_body": "<p>Hi</p>"}))
+    for circuit in ("CX01", "CX02", "CX03", "CX04", "CX05"):
+        assert (
+            _run(
+                [
+                    "record-circuit",
+                    "--workspace-id",
+                    workspace_id,
+                    "--execution-id",
+                    "cli_1",
+                    "--circuit",
+                    circuit,
+                ],
+                tmp_path,
+            ).returncode
+            == 0
+        )
+    assert (
+        _run(
+            [
+                "record-circuit",
+                "--workspace-id",
+                workspace_id,
+                "--execution-id",
+                "cli_1",
+                "--circuit",
+                "CX06",
+                "--output-file",
+                str(asset),
+            ],
+            tmp_path,
+        ).returncode
+        == 0
+    )
+
+    sent = _run(
+        [
+            "send",
+            "--workspace-id",
+            workspace_id,
+            "--execution-id",
+            "cli_1",
+            "--client-id",
+            "550e8400-e29b-41d4-a716-446655440000",
+            "--recipient",
+            "pat@example.com",
+        ],
+        tmp_path,
+    )
+    assert sent.returncode == 0, sent.stdout + sent.stderr
+    email_id = json.loads(sent.stdout)["email_id"]
+    status = _run(["status", email_id], tmp_path)
+    assert status.returncode == 0
+    assert json.loads(status.stdout)["status"] == "sent"
+    assert (tmp_path / "outbox" / f"{email_id}.eml").exists()
+
+    missing = _run(["status", "550e8400-e29b-41d4-a716-446655440000"], tmp_path)
+    assert missing.returncode == 1
+
+
+def test_bad_configuration_is_a_clear_error_not_a_traceback(tmp_path):
+    result = _run([], tmp_path, EMAIL_RATE_LIMIT="lots")
+    assert result.returncode == 2
+    assert "EMAIL_RATE_LIMIT must be an integer" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_help_lists_the_commands(tmp_path):
+    result = _run(["--help"], tmp_path)
+    assert result.returncode == 0
+    for command in ("demo", "send", "status", "worker", "create-workspace"):
+        assert command in result.stdout

@@ -1,0 +1,99 @@
+"""Configuration from the environment: names, aliases, presets, clear errors, no leaked secrets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from settings import Settings, SettingsError, load_settings
+
+
+def test_defaults_are_the_embedded_ones():
+    settings = load_settings({})
+    assert settings == Settings()
+    assert settings.database_url == "sqlite:///email_agent.db"
+    assert settings.uses_dev_smtp_server
+    assert settings.rate_limit_per_hour == 300  # seed 001's figure, not seed 000's 100
+    assert settings.timeout_seconds == 30 and settings.max_retries == 2
+    assert settings.retry_initial_delay == 2.0
+
+
+def test_seed_000_names_are_read():
+    settings = load_settings(
+        {
+            "SMTP_SERVER": "smtp.acme.example",
+            "SMTP_PORT": "2525",
+            "SMTP_USE_TLS": "false",
+            "SMTP_USERNAME": "u",
+            "SMTP_PASSWORD": "p",
+            "DEFAULT_SENDER": "x@acme.example",
+            "EMAIL_RATE_LIMIT": "50",
+            "EMAIL_TIMEOUT": "7.5",
+            "EMAIL_AGENT_LOG_LEVEL": "debug",
+            "EMAIL_LOG_DATABASE_URL": "sqlite:////tmp/x.db",
+            "EMAIL_ATTACHMENTS_DIR": "/srv/files",
+        }
+    )
+    assert (settings.smtp_server, settings.smtp_port, settings.smtp_use_tls) == (
+        "smtp.acme.example",
+        2525,
+        False,
+    )
+    assert (settings.smtp_username, settings.smtp_password) == ("u", "p")
+    assert settings.rate_limit_per_hour == 50 and settings.timeout_seconds == 7.5
+    assert settings.log_level == "DEBUG" and settings.attachments_dir == Path("/srv/files")
+
+
+def test_seed_001_names_are_aliases():
+    settings = load_settings(
+        {
+            "EMAIL_SERVER_HOST": "mail.example",
+            "EMAIL_SERVER_PORT": "587",
+            "EMAIL_SERVER_USER": "user",
+            "EMAIL_SERVER_PASSWORD": "pw",
+        }
+    )
+    assert settings.smtp_server == "mail.example"
+    assert (settings.smtp_username, settings.smtp_password) == ("user", "pw")
+    assert settings.smtp_use_tls is True
+
+
+def test_provider_preset_fills_host_port_and_tls():
+    settings = load_settings({"SMTP_PROVIDER": "gmail"})
+    assert (settings.smtp_server, settings.smtp_port, settings.smtp_use_tls) == (
+        "smtp.gmail.com",
+        587,
+        True,
+    )
+    assert load_settings({"SMTP_PROVIDER": "sendgrid-smtp"}).smtp_server == "smtp.sendgrid.net"
+    assert load_settings({"SMTP_PROVIDER": "outlook", "SMTP_PORT": "25"}).smtp_port == 25
+
+
+def test_implicit_tls_defaults_to_port_465():
+    settings = load_settings({"SMTP_SERVER": "s", "SMTP_USE_SSL": "true"})
+    assert settings.smtp_port == 465 and settings.smtp_use_ssl and not settings.smtp_use_tls
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"EMAIL_RATE_LIMIT": "many"}, "EMAIL_RATE_LIMIT must be an integer"),
+        ({"EMAIL_RATE_LIMIT": "0"}, "EMAIL_RATE_LIMIT must be at least 1"),
+        ({"SMTP_PORT": "x"}, "SMTP_PORT must be an integer"),
+        ({"EMAIL_TIMEOUT": "-1"}, "EMAIL_TIMEOUT must not be negative"),
+        ({"SMTP_USE_TLS": "maybe"}, "SMTP_USE_TLS must be true or false"),
+        ({"SMTP_PROVIDER": "aol"}, "SMTP_PROVIDER must be one of"),
+        ({"SMTP_USE_TLS": "1", "SMTP_USE_SSL": "1"}, "cannot both be true"),
+        ({"EMAIL_PUBLIC_BASE_URL": "ftp://x"}, "EMAIL_PUBLIC_BASE_URL must be an http(s) URL"),
+        ({"EMAIL_AGENT_LOG_LEVEL": "loud"}, "EMAIL_AGENT_LOG_LEVEL must be"),
+    ],
+)
+def test_bad_values_name_the_variable(env, message):
+    with pytest.raises(SettingsError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load_settings(env)
+
+
+def test_secrets_are_not_in_the_repr():
+    settings = load_settings({"SMTP_PASSWORD": "hunter2", "EMAIL_SIGNING_SECRET": "s3cr3t"})
+    assert "hunter2" not in repr(settings) and "s3cr3t" not in repr(settings)

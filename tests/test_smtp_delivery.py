@@ -1,0 +1,172 @@
+"""SMTP delivery against a real aiosmtpd server: retries, failures, timeouts, connection reuse."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import pytest
+from sqlalchemy import select
+
+import tools
+from persistence import DeliveryAttempt, EmailExecution
+from tests.conftest import make_settings, send
+
+
+def _attempts(runtime, email_id):
+    with runtime.sessions() as session:
+        return session.scalars(
+            select(DeliveryAttempt)
+            .where(DeliveryAttempt.execution_id == email_id)
+            .order_by(DeliveryAttempt.attempt_number)
+        ).all()
+
+
+def test_transient_4xx_is_retried_with_exponential_backoff(smtp_sink, sqlite_url, tmp_path):
+    tools.configure(make_settings(sqlite_url, smtp_sink, tmp_path, retry_initial_delay=0.1))
+    try:
+        workspace = tools.create_workspace("W", "w@w.example", "1 Road, Town")
+        smtp_sink.recorder.replies.extend(["451 4.3.0 try again later", "452 4.3.1 no space"])
+        result = send(workspace)
+        runtime = tools.get_runtime()
+
+        assert result["status"] == "sent", result
+        assert result["execution_result"]["retry_count"] == 2
+        assert len(smtp_sink.messages) == 1
+        first, second, third = smtp_sink.recorder.data_times
+        assert 0.1 <= second - first < 0.5  # the initial delay...
+        assert 0.2 <= third - second < 0.8  # ...then doubled
+        attempts = _attempts(runtime, result["email_id"])
+        assert [(a.outcome, a.status_code) for a in attempts] == [
+            ("transient_error", 451),
+            ("transient_error", 452),
+            ("sent", None),
+        ]
+    finally:
+        tools.shutdown()
+
+
+def test_permanent_5xx_fails_at_once_without_retrying(workspace, smtp_sink, runtime):
+    smtp_sink.recorder.replies.append("550 5.1.1 mailbox unavailable")
+    result = send(workspace)
+
+    assert result["status"] == "failed"
+    assert result["error"]["code"] == "all_providers_failed"
+    assert "550" in result["error"]["message"]
+    assert result["execution_result"] == {
+        "sent": False,
+        "provider": "smtp",
+        "provider_message_id": None,
+        "sent_at": None,
+        "retry_count": 0,
+        "attempts": 1,
+    }
+    assert smtp_sink.messages == []
+    status = tools.get_email_status(result["email_id"])
+    assert status["status"] == "failed" and "550" in status["last_error"]
+
+
+def test_transient_failures_beyond_the_retry_budget_fail_the_send(workspace, smtp_sink, runtime):
+    smtp_sink.recorder.replies.extend(["421 4.3.2 shutting down"] * 3)
+    result = send(workspace)
+
+    assert result["status"] == "failed"
+    assert result["execution_result"]["retry_count"] == 2
+    assert len(_attempts(runtime, result["email_id"])) == 3
+    assert smtp_sink.messages == []
+    # The provider reconnects after the server closed the session: the next send goes through.
+    assert send(workspace, "next@example.com")["status"] == "sent"
+
+
+def test_unreachable_server_is_retried_then_recorded_as_failed(smtp_sink, sqlite_url, tmp_path):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        free_port = probe.getsockname()[1]
+    tools.configure(make_settings(sqlite_url, smtp_sink, tmp_path, smtp_port=free_port))
+    try:
+        workspace = tools.create_workspace("W", "w@w.example", "1 Road, Town")
+        result = send(workspace)
+        runtime = tools.get_runtime()
+        assert result["status"] == "failed"
+        assert "connection" in result["error"]["message"].lower()
+        assert [a.outcome for a in _attempts(runtime, result["email_id"])] == [
+            "transient_error"
+        ] * 3
+        with runtime.sessions() as session:
+            row = session.get(EmailExecution, result["email_id"])
+        assert (
+            row.status == "failed" and row.last_error and row.error_code == "all_providers_failed"
+        )
+    finally:
+        tools.shutdown()
+
+
+def test_a_server_that_never_answers_times_out(smtp_sink, sqlite_url, tmp_path):
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept_and_stay_silent() -> None:
+        silent.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                accepted.append(silent.accept()[0])
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=accept_and_stay_silent, daemon=True)
+    thread.start()
+    tools.configure(
+        make_settings(
+            sqlite_url,
+            smtp_sink,
+            tmp_path,
+            smtp_port=silent.getsockname()[1],
+            timeout_seconds=0.2,
+            max_retries=1,
+        )
+    )
+    try:
+        workspace = tools.create_workspace("W", "w@w.example", "1 Road, Town")
+        started = time.monotonic()
+        result = send(workspace)
+        elapsed = time.monotonic() - started
+        assert result["status"] == "failed"
+        assert "timed out" in result["error"]["message"]
+        assert 0.4 <= elapsed < 5  # two attempts of 0.2 s each, not a hang
+    finally:
+        tools.shutdown()
+        stop.set()
+        thread.join()
+        for conn in accepted:
+            conn.close()
+        silent.close()
+
+
+def test_one_connection_is_reused_for_many_sends(workspace, smtp_sink, runtime):
+    for i in range(5):
+        assert send(workspace, f"user{i}@example.com")["status"] == "sent"
+    assert len(smtp_sink.messages) == 5
+    assert smtp_sink.recorder.sessions == 1
+
+
+def test_idle_connection_is_replaced_before_sending(workspace, smtp_sink, runtime):
+    assert send(workspace, "a@example.com")["status"] == "sent"
+    provider = runtime.delivery.providers[0]
+    provider._local.last_used -= 3600  # as if the connection had sat idle for an hour
+    assert send(workspace, "b@example.com")["status"] == "sent"
+    assert smtp_sink.recorder.sessions == 2
+
+
+@pytest.mark.parametrize("threads", [4])
+def test_each_worker_thread_keeps_its_own_connection(threads, workspace, smtp_sink, runtime):
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(threads) as pool:
+        results = list(pool.map(lambda i: send(workspace, f"t{i}@example.com"), range(16)))
+    assert all(r["status"] == "sent" for r in results)
+    assert len(smtp_sink.messages) == 16
+    assert smtp_sink.recorder.sessions <= threads

@@ -1,0 +1,123 @@
+"""The message as it arrives: valid on the wire whatever the content looks like."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.conftest import ASSET, body_of, parse_message, send
+
+
+def _lines(raw: bytes) -> list[bytes]:
+    assert raw.endswith(b"\r\n") or b"\r\n" in raw
+    return raw.split(b"\r\n")
+
+
+def test_every_line_ends_in_crlf_and_none_exceeds_998_characters(workspace, smtp_sink, runtime):
+    minified = "<div>" + "".join(f"<p>Paragraph {i} with some words.</p>" for i in range(1200))
+    asset = {**ASSET, "html_body": minified + "</div>", "text_body": "t " * 10_000}
+    result = send(workspace, final_asset=asset)
+
+    assert result["status"] == "sent", result
+    raw = smtp_sink.messages[0].data
+    assert b"\n" not in raw.replace(b"\r\n", b"")  # no bare LF
+    assert b"\r" not in raw.replace(b"\r\n", b"")  # no bare CR
+    assert max(len(line) for line in _lines(raw)) <= 998
+    message = parse_message(raw)
+    for part in message.walk():
+        if part.get_content_maintype() == "text":
+            assert part["Content-Transfer-Encoding"] == "quoted-printable"
+    assert minified in body_of(message, "html")  # the one-line body arrives intact
+
+
+def test_non_ascii_subject_and_sender_name_are_encoded_and_round_trip(
+    workspace, smtp_sink, runtime
+):
+    asset = {**ASSET, "subject": "Grüße, Zoë — ваш счёт 🎉", "html_body": "<p>Ünïcödé body ✓</p>"}
+    result = send(workspace, final_asset=asset)
+
+    raw = smtp_sink.messages[0].data
+    header_block = raw.split(b"\r\n\r\n", 1)[0]
+    assert header_block.isascii()
+    assert b"=?utf-8?" in header_block
+    message = parse_message(raw)
+    assert message["Subject"] == asset["subject"]
+    assert "Ünïcödé body ✓" in body_of(message, "html")
+    assert result["status"] == "sent"
+
+
+def test_international_domain_goes_on_the_wire_as_punycode(workspace, smtp_sink, runtime):
+    result = send(workspace, "bob@bücher.example")
+
+    assert result["status"] == "sent", result
+    assert smtp_sink.messages[0].rcpt_tos == ["bob@xn--bcher-kva.example"]
+    assert parse_message(smtp_sink.messages[0].data)["To"] == "bob@xn--bcher-kva.example"
+
+
+def test_derived_text_part_when_cx06_gave_none(workspace, smtp_sink, runtime):
+    html = '<h1>Welcome &amp; thanks</h1><p>Start <a href="https://acme.example/go">here</a>.</p>'
+    asset = {"subject": "Welcome", "html_body": html}
+    send(workspace, final_asset=asset)
+
+    text = body_of(parse_message(smtp_sink.messages[0].data), "plain")
+    assert text.startswith("Welcome & thanks\n\nStart here (https://acme.example/go).")
+
+
+def test_full_html_document_keeps_its_own_structure(workspace, smtp_sink, runtime):
+    html = "<html><head><title>T</title></head><body class='x'><p>Doc body</p></body></html>"
+    send(workspace, final_asset={"subject": "Doc", "html_body": html, "preheader": "Pre"})
+
+    sent = body_of(parse_message(smtp_sink.messages[0].data), "html")
+    assert sent.count("<html") == 1 and sent.count("<body") == 1
+    assert sent.index("Pre") < sent.index("Doc body") < sent.index("Unsubscribe from")
+    assert sent.rstrip().endswith("</body></html>")
+
+
+def test_footer_and_preheader_are_escaped_but_body_is_sent_as_approved(smtp_sink, runtime):
+    import tools
+
+    ws = tools.create_workspace("Evil", "x@evil.example", "<script>alert(1)</script> Road 1")
+    asset = {**ASSET, "preheader": "<b>bold?</b>", "html_body": "<p><b>approved bold</b></p>"}
+    send(ws, final_asset=asset)
+
+    html = body_of(parse_message(smtp_sink.messages[0].data), "html")
+    assert "<script>" not in html and "&lt;script&gt;" in html
+    assert "&lt;b&gt;bold?&lt;/b&gt;" in html
+    assert "<p><b>approved bold</b></p>" in html
+
+
+def test_cta_url_is_added_once_when_the_body_lacks_it(workspace, smtp_sink, runtime):
+    send(workspace, final_asset={**ASSET, "cta_url": "https://acme.example/act?a=1&b=2"})
+    message = parse_message(smtp_sink.messages[0].data)
+
+    html = body_of(message, "html")
+    assert html.count('href="https://acme.example/act?a=1&amp;b=2"') == 1
+    assert "https://acme.example/act?a=1&b=2" in body_of(message, "plain")
+
+
+@pytest.mark.parametrize("attachment_name", ["report.pdf", "données.csv"])
+def test_attachment_arrives_base64_encoded_with_its_name(
+    attachment_name, workspace, smtp_sink, runtime, tmp_path
+):
+    import dataclasses
+
+    import tools
+
+    folder = tmp_path / "files"
+    folder.mkdir()
+    payload = bytes(range(256)) * 40
+    (folder / attachment_name).write_bytes(payload)
+    tools.configure(dataclasses.replace(runtime.settings, attachments_dir=folder))
+
+    result = send(workspace, attachments=[attachment_name])
+
+    assert result["status"] == "sent", result
+    raw = smtp_sink.messages[0].data
+    assert max(len(line) for line in _lines(raw)) <= 998
+    message = parse_message(raw)
+    attachments = list(message.iter_attachments())
+    assert [a.get_filename() for a in attachments] == [attachment_name]
+    assert attachments[0]["Content-Transfer-Encoding"] == "base64"
+    assert attachments[0].get_payload(decode=True) == payload
+    assert re.search(r"^multipart/mixed", message.get_content_type())
