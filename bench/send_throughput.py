@@ -287,8 +287,8 @@ def case_a(port: int, counter: Synchronized, n: int, html: str, text: str) -> fl
 
 
 def case_b(port: int, counter: Synchronized, n: int, html: str, text: str) -> float:
-    # Imported here, not at the top: spawned children re-import this module, and the sink and
-    # the (c) process should not carry Flask-Mail's import (or its global charset change).
+    # Imported here, not at the top: importing Flask-Mail re-registers the global "utf-8"
+    # charset (see tools/mime.py), and case (a) builds its message before that happens.
     import flask_mail
     from flask import Flask
 

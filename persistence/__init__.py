@@ -1,7 +1,6 @@
 """Persistence: SQLAlchemy models, engine and sessions, Alembic migrations."""
 
 from persistence.database import (
-    lock_workspace,
     make_engine,
     make_session_factory,
     sqlite_database_path,
@@ -37,7 +36,6 @@ __all__ = [
     "Suppression",
     "TenantProfile",
     "Workspace",
-    "lock_workspace",
     "make_engine",
     "make_session_factory",
     "sqlite_database_path",

@@ -3,7 +3,7 @@
 SQLite runs in WAL mode and every transaction starts with `BEGIN IMMEDIATE`, so the database's
 write lock (not a Python lock) serialises the read-check-insert of the send limits across
 threads and processes. PostgreSQL gets the same guarantee from a row lock on the workspace
-(see `lock_workspace`).
+(see `tools/send_queries.py`).
 """
 
 from __future__ import annotations
@@ -13,12 +13,10 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, select, text
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
-
-from persistence.models import Workspace
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 # Any fixed number: the PostgreSQL advisory lock that stops two processes migrating at once.
@@ -77,15 +75,3 @@ def upgrade_to_head(engine: Engine) -> None:
             )
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
-
-
-def lock_workspace(session: Session, workspace_id: str) -> Workspace | None:
-    """Load the workspace and hold its row lock for the rest of the transaction.
-
-    On PostgreSQL this is `SELECT ... FOR UPDATE`; on SQLite the transaction already holds the
-    database write lock (BEGIN IMMEDIATE), so a plain read is enough.
-    """
-    stmt = select(Workspace).where(Workspace.id == workspace_id)
-    if session.get_bind().dialect.name != "sqlite":
-        stmt = stmt.with_for_update()
-    return session.scalars(stmt).first()

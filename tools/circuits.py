@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import select
+from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
 from persistence import CircuitExecutionLog, Workspace
-from tools import clock
+from tools import clock, send_queries
 from tools.errors import ErrorCode, ToolFailure, failure_result
 from tools.runtime import get_runtime
 from tools.schemas import (
@@ -65,16 +65,13 @@ class CircuitState:
         }
 
 
-def circuit_state(session: Session, workspace_id: str, circuit_execution_id: str) -> CircuitState:
+def circuit_state(
+    conn: Connection | Session, workspace_id: str, circuit_execution_id: str
+) -> CircuitState:
     """The newest result of each required circuit for one execution of one workspace."""
-    rows = session.scalars(
-        select(CircuitExecutionLog)
-        .where(
-            CircuitExecutionLog.workspace_id == workspace_id,
-            CircuitExecutionLog.circuit_execution_id == circuit_execution_id,
-            CircuitExecutionLog.circuit_id.in_(REQUIRED_CIRCUITS),
-        )
-        .order_by(CircuitExecutionLog.created_at, CircuitExecutionLog.id)
+    rows = conn.execute(
+        send_queries.CIRCUIT_RESULTS,
+        {"workspace_id": workspace_id, "circuit_execution_id": circuit_execution_id},
     ).all()
     newest = {row.circuit_id: row for row in rows}
     passed = [c for c in REQUIRED_CIRCUITS if c in newest and newest[c].success]

@@ -3,11 +3,11 @@
 Order of checks, the first failure being the one reported:
  1. shape (pydantic): required fields, UUIDs, no CR/LF in header values, content size;
  2. addresses (email-validator) and attachments (inside EMAIL_ATTACHMENTS_DIR only);
- 3. workspace, circuits CX01-CX06, and the CX06 content hash;
- 4. in one database transaction holding the workspace's lock: a repeat of an earlier send
-    (returned as it was, nothing sent), suppression, the per-recipient throttle, the hourly
-    limit, then the execution row is written (status `sending`) before any provider is called;
- 5. render, hand over through the provider chain, record the outcome and the attempts.
+ 3-7. in one database transaction holding the workspace's lock: the workspace, circuits
+    CX01-CX06 and the CX06 content hash; a repeat of an earlier send (returned as it was,
+    nothing sent); suppression, the per-recipient throttle, the hourly limit; then the
+    execution row is written (status `sending`) before any provider is called;
+ 8-11. render, hand over through the provider chain, record the outcome and the attempts.
 
 The repeat check comes before suppression and limits on purpose: a client retrying a request
 must get its first result back, not a throttle error caused by its own first send.
@@ -21,18 +21,11 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Connection, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
-from persistence import (
-    DeliveryAttempt,
-    EmailExecution,
-    EmailMetrics,
-    Workspace,
-    lock_workspace,
-)
-from tools import clock
+from persistence import EmailExecution
+from tools import clock, send_queries
 from tools.addresses import CheckedAddress, check_address
 from tools.attachments import load_attachments
 from tools.circuits import CircuitState, circuit_state, content_hash
@@ -58,7 +51,7 @@ class _WorkspaceView:
 
 @dataclass(frozen=True)
 class _Send:
-    """A request that passed steps 1-3: everything needed to reserve, render and deliver."""
+    """A request that passed checks 1-3: everything needed to reserve, render and deliver."""
 
     email_id: str
     args: SendEmailArgs
@@ -77,8 +70,8 @@ class _Send:
 
 
 class _Duplicate(Exception):
-    def __init__(self, row: EmailExecution) -> None:
-        self.row = row
+    def __init__(self, email_id: str) -> None:
+        self.email_id = email_id
 
 
 def _iso(value: Any) -> str | None:
@@ -123,30 +116,40 @@ def send_email(
     try:
         args = parse(SendEmailArgs, arguments)
         to, copies, blind, files = _check_inputs(runtime, args)
-        with runtime.sessions() as session:
-            workspace = _workspace_view(session, args.workspace_id)
-            circuits = circuit_state(session, args.workspace_id, args.circuit_execution_id)
-        asset, digest = _approved_asset(circuits, args.final_asset)
-        send = _Send(
-            str(uuid.uuid4()), args, to, copies, blind, files, asset, digest, workspace, circuits
-        )
-        now = clock.utcnow()
-        if args.scheduled_for is not None and args.scheduled_for > now:
-            row = _reserve(runtime, send, status="scheduled")
-            log.info("email scheduled", extra=_log_fields(row))
-            return _row_result(
-                row, circuits, message=f"Email scheduled for {_iso(row.scheduled_for)}"
-            )
-        _reserve(runtime, send, status="sending")
+        scheduled = args.scheduled_for is not None and args.scheduled_for > clock.utcnow()
+        try:
+            with runtime.engine.begin() as conn:
+                workspace = _lock_workspace(conn, args.workspace_id)
+                circuits = circuit_state(conn, args.workspace_id, args.circuit_execution_id)
+                asset, digest = _approved_asset(circuits, args.final_asset)
+                send = _Send(
+                    str(uuid.uuid4()),
+                    args,
+                    to,
+                    copies,
+                    blind,
+                    files,
+                    asset,
+                    digest,
+                    workspace,
+                    circuits,
+                )
+                row = _reserve(runtime, conn, send, status="scheduled" if scheduled else "sending")
+        except IntegrityError:
+            # Only reachable if rows were written around the lock: still one send.
+            raise _Duplicate(_existing_id(runtime, args, to)) from None
     except _Duplicate as duplicate:
-        return _duplicate_result(duplicate.row, circuits)
+        return _duplicate_result(_load(runtime, duplicate.email_id), circuits)
     except ToolFailure as failure:
         log.info(
             "send blocked",
             extra={"workspace_id": arguments.get("workspace_id"), "error_code": failure.code.value},
         )
         return _blocked_result(arguments, failure, circuits)
-    return _deliver(runtime, send)
+    if scheduled:
+        log.info("email scheduled", extra=_log_fields(row))
+        return _row_result(row, circuits, message=f"Email scheduled for {_iso(row.scheduled_for)}")
+    return _deliver(runtime, send, row)
 
 
 def _check_inputs(
@@ -172,17 +175,15 @@ def _check_inputs(
     return to, copies, blind, files
 
 
-def _workspace_view(session: Session, workspace_id: str) -> _WorkspaceView:
-    workspace = session.get(Workspace, workspace_id)
-    if workspace is None:
-        raise ToolFailure(ErrorCode.UNKNOWN_WORKSPACE, "no such workspace")
-    return _WorkspaceView(
-        workspace.id,
-        workspace.sender_email,
-        workspace.sender_name,
-        workspace.postal_address,
-        workspace.rate_limit_per_hour,
+def _lock_workspace(conn: Connection, workspace_id: str) -> _WorkspaceView:
+    """Load the workspace and hold its lock until the transaction ends."""
+    statement = send_queries.LOCK_WORKSPACE.get(
+        conn.dialect.name, send_queries.LOCK_WORKSPACE["default"]
     )
+    found = conn.execute(statement, {"workspace_id": workspace_id}).first()
+    if found is None:
+        raise ToolFailure(ErrorCode.UNKNOWN_WORKSPACE, "no such workspace")
+    return _WorkspaceView(*found)
 
 
 def _approved_asset(state: CircuitState, requested: FinalAsset | None) -> tuple[FinalAsset, str]:
@@ -211,66 +212,84 @@ def _approved_asset(state: CircuitState, requested: FinalAsset | None) -> tuple[
     return asset, digest
 
 
-def _reserve(runtime: Runtime, send: _Send, *, status: str) -> EmailExecution:
-    """Write the execution row, under the workspace lock, once policy and limits allow it."""
-    now = clock.utcnow()
+def _reserve(runtime: Runtime, conn: Connection, send: _Send, *, status: str) -> EmailExecution:
+    """Write the execution row once no earlier send, suppression or limit stands in the way.
+
+    Runs inside the transaction holding the workspace lock. Returns the row as written, as an
+    object not attached to any session.
+    """
     args = send.args
-    row = EmailExecution(
-        id=send.email_id,
-        workspace_id=args.workspace_id,
-        circuit_execution_id=args.circuit_execution_id,
-        client_id=args.client_id,
-        recipient=send.to.normalized,
-        recipient_key=send.to.key,
-        cc=[a.normalized for a in send.cc],
-        bcc=[a.normalized for a in send.bcc],
-        subject=send.asset.subject,
-        preheader=send.asset.preheader,
-        html_body=send.asset.html_body,
-        text_body=send.asset.text_body,
-        cta_url=send.asset.cta_url,
-        tags=list(send.asset.tags),
-        attachments=list(args.attachments),
-        content_hash=send.content_hash,
-        message_id=f"<{send.email_id}@{send.workspace.sender_email.rpartition('@')[2]}>",
-        status=status,
-        sent=False,
-        scheduled_for=args.scheduled_for if status == "scheduled" else None,
-        reserved_at=now if status == "sending" else None,
-        attempt_number=0,
-        retry_count=0,
-        created_at=now,
-        updated_at=now,
+    existing_id = conn.scalar(
+        send_queries.EXISTING_SEND,
+        {
+            "workspace_id": args.workspace_id,
+            "circuit_execution_id": args.circuit_execution_id,
+            "recipient_key": send.to.key,
+        },
     )
-    try:
-        with runtime.sessions() as session, session.begin():
-            workspace = lock_workspace(session, args.workspace_id)
-            if workspace is None:
-                raise ToolFailure(ErrorCode.UNKNOWN_WORKSPACE, "no such workspace")
-            existing = session.scalars(
-                select(EmailExecution).where(
-                    EmailExecution.workspace_id == args.workspace_id,
-                    EmailExecution.circuit_execution_id == args.circuit_execution_id,
-                    EmailExecution.recipient_key == send.to.key,
-                )
-            ).first()
-            if existing is not None:
-                session.expunge(existing)  # keep its loaded state through the rollback
-                raise _Duplicate(existing)
-            _check_policy(runtime, session, send, workspace, limits=status == "sending")
-            session.add(row)
-    except IntegrityError:
-        # Only reachable if the lock was bypassed (e.g. rows written by hand): still one send.
-        with runtime.sessions() as session:
-            existing = session.scalars(
-                select(EmailExecution).where(
-                    EmailExecution.workspace_id == args.workspace_id,
-                    EmailExecution.circuit_execution_id == args.circuit_execution_id,
-                    EmailExecution.recipient_key == send.to.key,
-                )
-            ).one()
-        raise _Duplicate(existing) from None
+    if existing_id is not None:
+        raise _Duplicate(existing_id)
+    _check_policy(runtime, conn, send, limits=status == "sending")
+    now = clock.utcnow()
+    values: dict[str, Any] = {
+        "id": send.email_id,
+        "workspace_id": args.workspace_id,
+        "circuit_execution_id": args.circuit_execution_id,
+        "client_id": args.client_id,
+        "recipient": send.to.normalized,
+        "recipient_key": send.to.key,
+        "cc": [a.normalized for a in send.cc],
+        "bcc": [a.normalized for a in send.bcc],
+        "subject": send.asset.subject,
+        "preheader": send.asset.preheader,
+        "html_body": send.asset.html_body,
+        "text_body": send.asset.text_body,
+        "cta_url": send.asset.cta_url,
+        "tags": list(send.asset.tags),
+        "attachments": list(args.attachments),
+        "content_hash": send.content_hash,
+        "message_id": _message_id(send),
+        "status": status,
+        "sent": False,
+        "provider": None,
+        "provider_message_id": None,
+        "sent_at": None,
+        "scheduled_for": args.scheduled_for if status == "scheduled" else None,
+        "reserved_at": now if status == "sending" else None,
+        "attempt_number": 0,
+        "retry_count": 0,
+        "last_error": None,
+        "error_code": None,
+        "created_at": now,
+        "updated_at": now,
+    }
+    conn.execute(send_queries.INSERT_EXECUTION, values)
+    return EmailExecution(**values)
+
+
+def _existing_id(runtime: Runtime, args: SendEmailArgs, to: CheckedAddress) -> str:
+    with runtime.engine.connect() as conn:
+        found = conn.scalar(
+            send_queries.EXISTING_SEND,
+            {
+                "workspace_id": args.workspace_id,
+                "circuit_execution_id": args.circuit_execution_id,
+                "recipient_key": to.key,
+            },
+        )
+    assert found is not None, "unique violation without a row to show for it"
+    return str(found)
+
+
+def _load(runtime: Runtime, email_id: str) -> EmailExecution:
+    with runtime.sessions() as session:
+        row = session.get(EmailExecution, email_id)
+    assert row is not None
     return row
+
+
+def _message_id(send: _Send) -> str:
+    return f"<{send.email_id}@{send.workspace.sender_email.rpartition('@')[2]}>"
 
 
 def send_due_emails(limit: int = 100) -> dict[str, int]:
@@ -284,7 +303,8 @@ def send_due_emails(limit: int = 100) -> dict[str, int]:
         due = session.scalars(
             select(EmailExecution.id)
             .where(
-                EmailExecution.status == "scheduled", EmailExecution.scheduled_for <= clock.utcnow()
+                EmailExecution.status == "scheduled",
+                EmailExecution.scheduled_for <= clock.utcnow(),
             )
             .order_by(EmailExecution.scheduled_for)
             .limit(limit)
@@ -296,12 +316,9 @@ def send_due_emails(limit: int = 100) -> dict[str, int]:
 
 
 def _send_scheduled(runtime: Runtime, email_id: str) -> str:
-    with runtime.sessions() as session:
-        row = session.get(EmailExecution, email_id)
-        if row is None or row.status != "scheduled":
-            return "skipped"
-        workspace = _workspace_view(session, row.workspace_id)
-        circuits = circuit_state(session, row.workspace_id, row.circuit_execution_id)
+    row = _load(runtime, email_id)
+    if row.status != "scheduled":
+        return "skipped"
     try:
         asset = FinalAsset(
             subject=row.subject,
@@ -322,97 +339,80 @@ def _send_scheduled(runtime: Runtime, email_id: str) -> str:
             attachments=row.attachments,
         )
         to, copies, blind, files = _check_inputs(runtime, args)
-        asset, digest = _approved_asset(circuits, asset)
-        send = _Send(row.id, args, to, copies, blind, files, asset, digest, workspace, circuits)
-        if not _claim_scheduled(runtime, send):
-            return "skipped"
+        with runtime.engine.begin() as conn:
+            workspace = _lock_workspace(conn, row.workspace_id)
+            circuits = circuit_state(conn, row.workspace_id, row.circuit_execution_id)
+            asset, digest = _approved_asset(circuits, asset)
+            send = _Send(row.id, args, to, copies, blind, files, asset, digest, workspace, circuits)
+            _check_policy(runtime, conn, send, limits=True)
+            now = clock.utcnow()
+            claimed = conn.execute(
+                send_queries.CLAIM_SCHEDULED,
+                {"b_id": row.id, "status": "sending", "reserved_at": now, "updated_at": now},
+            )
+            if claimed.rowcount != 1:
+                return "skipped"  # another worker took it first
     except ToolFailure as failure:
         if failure.code in (ErrorCode.RATE_LIMIT_EXCEEDED, ErrorCode.RECIPIENT_THROTTLED):
             return "deferred"
-        with runtime.sessions() as session, session.begin():
-            session.execute(
-                update(EmailExecution)
-                .where(EmailExecution.id == email_id, EmailExecution.status == "scheduled")
-                .values(
-                    status="blocked",
-                    error_code=failure.code.value,
-                    last_error=failure.message,
-                    updated_at=clock.utcnow(),
-                )
+        with runtime.engine.begin() as conn:
+            conn.execute(
+                send_queries.CLAIM_SCHEDULED,
+                {
+                    "b_id": email_id,
+                    "status": "blocked",
+                    "error_code": failure.code.value,
+                    "last_error": failure.message,
+                    "updated_at": clock.utcnow(),
+                },
             )
         log.info(
             "scheduled email blocked",
             extra={"email_id": email_id, "error_code": failure.code.value},
         )
         return "blocked"
-    result = _deliver(runtime, send)
+    result = _deliver(runtime, send, row)
     return "sent" if result["status"] == "sent" else "failed"
 
 
-def _claim_scheduled(runtime: Runtime, send: _Send) -> bool:
-    """Move a due email from scheduled to sending, if policy and limits allow and no other
-    worker took it first."""
-    with runtime.sessions() as session, session.begin():
-        workspace = lock_workspace(session, send.workspace.id)
-        if workspace is None:
-            raise ToolFailure(ErrorCode.UNKNOWN_WORKSPACE, "no such workspace")
-        _check_policy(runtime, session, send, workspace, limits=True)
-        now = clock.utcnow()
-        claimed = session.execute(
-            update(EmailExecution)
-            .where(EmailExecution.id == send.email_id, EmailExecution.status == "scheduled")
-            .values(status="sending", reserved_at=now, updated_at=now)
-        )
-        return claimed.rowcount == 1
-
-
-def _check_policy(
-    runtime: Runtime, session: Session, send: _Send, workspace: Workspace, *, limits: bool
-) -> None:
+def _check_policy(runtime: Runtime, conn: Connection, send: _Send, *, limits: bool) -> None:
     """Suppression, and (when sending now) the recipient throttle and the hourly limit."""
     settings = runtime.settings
+    workspace = send.workspace
     entry = active_suppression(
-        session, workspace.id, send.keys, bounce_days=settings.bounce_suppression_days
+        conn, workspace.id, send.keys, bounce_days=settings.bounce_suppression_days
     )
     if entry is not None:
-        detail = f"{entry.reason}_suppressed" if entry.reason != "bounced" else "bounced_suppressed"
         raise ToolFailure(
             ErrorCode.SUPPRESSED,
-            f"Recipient validation failed: {detail}",
+            f"Recipient validation failed: {entry.reason}_suppressed",
             reason=entry.reason,
             email=entry.email,
         )
     if not limits:
         return
     now = clock.utcnow()
-    if settings.recipient_throttle_seconds > 0:
-        recent = session.scalar(
-            select(EmailExecution.id)
-            .where(
-                EmailExecution.workspace_id == workspace.id,
-                EmailExecution.recipient_key == send.to.key,
-                EmailExecution.reserved_at
-                >= now - timedelta(seconds=settings.recipient_throttle_seconds),
-            )
-            .limit(1)
+    hour_ago = now - timedelta(hours=1)
+    throttle_since = now - timedelta(seconds=settings.recipient_throttle_seconds)
+    used, recent = conn.execute(
+        send_queries.RECENT_SENDS,
+        {
+            "workspace_id": workspace.id,
+            "recipient_key": send.to.key,
+            "hour_ago": hour_ago,
+            "throttle_since": throttle_since,
+            "since": min(hour_ago, throttle_since),
+        },
+    ).one()
+    if settings.recipient_throttle_seconds > 0 and recent:
+        raise ToolFailure(
+            ErrorCode.RECIPIENT_THROTTLED,
+            f"Recipient validation failed: recipient_throttled (one email per "
+            f"{settings.recipient_throttle_seconds} s per recipient)",
+            retry_after_seconds=settings.recipient_throttle_seconds,
         )
-        if recent is not None:
-            raise ToolFailure(
-                ErrorCode.RECIPIENT_THROTTLED,
-                f"Recipient validation failed: recipient_throttled (one email per "
-                f"{settings.recipient_throttle_seconds} s per recipient)",
-                retry_after_seconds=settings.recipient_throttle_seconds,
-            )
     limit = workspace.rate_limit_per_hour or settings.rate_limit_per_hour
-    used = session.scalar(
-        select(func.count())
-        .select_from(EmailExecution)
-        .where(
-            EmailExecution.workspace_id == workspace.id,
-            EmailExecution.reserved_at >= now - timedelta(hours=1),
-        )
-    )
-    if (used or 0) >= limit:
+    if used >= limit:
         raise ToolFailure(
             ErrorCode.RATE_LIMIT_EXCEEDED,
             f"Recipient validation failed: rate_limit_exceeded ({limit} emails per hour)",
@@ -435,7 +435,7 @@ def _outgoing(runtime: Runtime, send: _Send) -> OutgoingEmail:
         email_id=send.email_id,
         workspace_id=workspace.id,
         idempotency_key=f"{workspace.id}:{send.args.circuit_execution_id}:{send.to.key}",
-        message_id=f"<{send.email_id}@{workspace.sender_email.rpartition('@')[2]}>",
+        message_id=_message_id(send),
         sender_email=workspace.sender_email,
         sender_name=workspace.sender_name,
         to=_wire(send.to),
@@ -453,18 +453,15 @@ def _outgoing(runtime: Runtime, send: _Send) -> OutgoingEmail:
     )
 
 
-def _deliver(runtime: Runtime, send: _Send) -> dict[str, Any]:
+def _deliver(runtime: Runtime, send: _Send, row: EmailExecution) -> dict[str, Any]:
     """Render, hand over, record. The row already says `sending`, so a crash leaves a trace."""
     try:
         outcome = runtime.delivery.deliver(_outgoing(runtime, send))
     except Exception as error:
-        _record(
-            runtime,
-            send,
-            DeliveryOutcome(sent=False, last_error=f"internal error: {type(error).__name__}"),
-        )
+        crashed = DeliveryOutcome(sent=False, last_error=f"internal error: {type(error).__name__}")
+        _record(runtime, send, row, crashed)
         raise
-    row = _record(runtime, send, outcome)
+    _record(runtime, send, row, outcome)
     if outcome.sent:
         log.info("email sent", extra=_log_fields(row))
         return _row_result(row, send.circuits, message=f"Email sent via {row.provider}")
@@ -477,55 +474,64 @@ def _deliver(runtime: Runtime, send: _Send) -> dict[str, Any]:
     )
 
 
-def _record(runtime: Runtime, send: _Send, outcome: DeliveryOutcome) -> EmailExecution:
+def _record(runtime: Runtime, send: _Send, row: EmailExecution, outcome: DeliveryOutcome) -> None:
+    """Store the outcome, every attempt and (when sent) the metrics row; update `row` to match."""
     now = clock.utcnow()
-    with runtime.sessions() as session, session.begin():
-        values: dict[str, Any] = {
-            "status": "sent" if outcome.sent else "failed",
-            "sent": outcome.sent,
-            "provider": outcome.provider
-            or (outcome.attempts[-1].provider if outcome.attempts else None),
-            "provider_message_id": outcome.provider_message_id,
-            "sent_at": now if outcome.sent else None,
-            "attempt_number": len(outcome.attempts),
-            "retry_count": outcome.retry_count,
-            "last_error": outcome.last_error,
-            "error_code": None if outcome.sent else ErrorCode.ALL_PROVIDERS_FAILED.value,
-            "updated_at": now,
-        }
-        session.execute(
-            update(EmailExecution).where(EmailExecution.id == send.email_id).values(**values)
-        )
-        session.add_all(
-            DeliveryAttempt(
-                id=str(uuid.uuid4()),
-                execution_id=send.email_id,
-                workspace_id=send.workspace.id,
-                provider=attempt.provider,
-                attempt_number=attempt.attempt_number,
-                outcome=attempt.outcome,
-                status_code=attempt.status_code,
-                error=attempt.error,
-                latency_ms=attempt.latency_ms,
-                created_at=now,
+    values: dict[str, Any] = {
+        "status": "sent" if outcome.sent else "failed",
+        "sent": outcome.sent,
+        "provider": outcome.provider
+        or (outcome.attempts[-1].provider if outcome.attempts else None),
+        "provider_message_id": outcome.provider_message_id,
+        "sent_at": now if outcome.sent else None,
+        "attempt_number": len(outcome.attempts),
+        "retry_count": outcome.retry_count,
+        "last_error": outcome.last_error,
+        "error_code": None if outcome.sent else ErrorCode.ALL_PROVIDERS_FAILED.value,
+        "updated_at": now,
+    }
+    with runtime.engine.begin() as conn:
+        conn.execute(send_queries.UPDATE_EXECUTION, {"b_id": send.email_id, **values})
+        if outcome.attempts:
+            conn.execute(
+                send_queries.INSERT_ATTEMPTS,
+                [
+                    {
+                        "id": str(uuid.uuid4()),
+                        "execution_id": send.email_id,
+                        "workspace_id": send.workspace.id,
+                        "provider": attempt.provider,
+                        "attempt_number": attempt.attempt_number,
+                        "outcome": attempt.outcome,
+                        "status_code": attempt.status_code,
+                        "error": attempt.error,
+                        "latency_ms": attempt.latency_ms,
+                        "created_at": now,
+                    }
+                    for attempt in outcome.attempts
+                ],
             )
-            for attempt in outcome.attempts
-        )
         if outcome.sent:
-            session.add(
-                EmailMetrics(
-                    id=str(uuid.uuid4()),
-                    workspace_id=send.workspace.id,
-                    execution_id=send.email_id,
-                    circuit_execution_id=send.args.circuit_execution_id,
-                    provider_message_id=outcome.provider_message_id,
-                    provider=outcome.provider,
-                    created_at=now,
-                )
+            conn.execute(
+                send_queries.INSERT_METRICS,
+                {
+                    "id": str(uuid.uuid4()),
+                    "workspace_id": send.workspace.id,
+                    "execution_id": send.email_id,
+                    "circuit_execution_id": send.args.circuit_execution_id,
+                    "provider_message_id": outcome.provider_message_id,
+                    "provider": outcome.provider,
+                    "delivered": False,
+                    "bounced": False,
+                    "opened": False,
+                    "clicked": False,
+                    "unsubscribed": False,
+                    "complained": False,
+                    "created_at": now,
+                },
             )
-        row = session.get(EmailExecution, send.email_id)
-        assert row is not None
-        return row
+    for name, value in values.items():
+        setattr(row, name, value)
 
 
 def _log_fields(row: EmailExecution) -> dict[str, Any]:

@@ -13,11 +13,11 @@ from typing import Any
 
 from email_validator import EmailNotValidError
 from email_validator import validate_email as _validate
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import Connection, Row, and_, select, update
 from sqlalchemy.orm import Session
 
 from persistence import EmailMetrics, Suppression, Workspace
-from tools import clock
+from tools import clock, send_queries
 from tools.errors import ErrorCode, ToolFailure, failure_result
 from tools.runtime import get_runtime
 from tools.schemas import IsSuppressedArgs, SuppressArgs, UnsubscribeArgs, parse
@@ -33,18 +33,16 @@ def address_key(email: str) -> str:
 
 
 def active_suppression(
-    session: Session, workspace_id: str, keys: Iterable[str], *, bounce_days: int
-) -> Suppression | None:
-    """The first entry that currently blocks any of `keys` in this workspace, if one does."""
-    cutoff = clock.utcnow() - timedelta(days=bounce_days)
-    return session.scalars(
-        select(Suppression)
-        .where(
-            Suppression.workspace_id == workspace_id,
-            Suppression.email.in_(list(keys)),
-            or_(Suppression.reason != "bounced", Suppression.suppressed_at >= cutoff),
-        )
-        .limit(1)
+    conn: Connection | Session, workspace_id: str, keys: Iterable[str], *, bounce_days: int
+) -> Row[tuple[str, str]] | None:
+    """(email, reason) of the first entry that currently blocks any of `keys`, if one does."""
+    return conn.execute(
+        send_queries.ACTIVE_SUPPRESSION,
+        {
+            "workspace_id": workspace_id,
+            "keys": list(keys),
+            "bounce_cutoff": clock.utcnow() - timedelta(days=bounce_days),
+        },
     ).first()
 
 

@@ -1,0 +1,86 @@
+"""The send pipeline's SQL, built once with bind parameters.
+
+Building SQLAlchemy statements per call (and their cache keys) cost more than running them;
+these are constructed at import and executed with parameters on a Core connection.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import and_, bindparam, case, func, insert, or_, select, update
+
+from persistence import (
+    CircuitExecutionLog,
+    DeliveryAttempt,
+    EmailExecution,
+    EmailMetrics,
+    Suppression,
+    Workspace,
+)
+from tools.schemas import REQUIRED_CIRCUITS
+
+_ws = Workspace.__table__.c
+_ex = EmailExecution.__table__.c
+_logs = CircuitExecutionLog.__table__.c
+_sup = Suppression.__table__.c
+
+_WORKSPACE = select(
+    _ws.id, _ws.sender_email, _ws.sender_name, _ws.postal_address, _ws.rate_limit_per_hour
+).where(_ws.id == bindparam("workspace_id"))
+# PostgreSQL: the row lock that serialises one workspace's sends. SQLite: BEGIN IMMEDIATE
+# already holds the database write lock, and FOR UPDATE is not SQL it knows.
+LOCK_WORKSPACE = {"sqlite": _WORKSPACE, "default": _WORKSPACE.with_for_update()}
+
+CIRCUIT_RESULTS = (
+    select(_logs.circuit_id, _logs.success, _logs.output, _logs.output_hash)
+    .where(
+        _logs.workspace_id == bindparam("workspace_id"),
+        _logs.circuit_execution_id == bindparam("circuit_execution_id"),
+        _logs.circuit_id.in_(REQUIRED_CIRCUITS),
+    )
+    .order_by(_logs.created_at, _logs.id)
+)
+
+EXISTING_SEND = (
+    select(_ex.id)
+    .where(
+        _ex.workspace_id == bindparam("workspace_id"),
+        _ex.circuit_execution_id == bindparam("circuit_execution_id"),
+        _ex.recipient_key == bindparam("recipient_key"),
+    )
+    .limit(1)
+)
+
+ACTIVE_SUPPRESSION = (
+    select(_sup.email, _sup.reason)
+    .where(
+        _sup.workspace_id == bindparam("workspace_id"),
+        _sup.email.in_(bindparam("keys", expanding=True)),
+        or_(_sup.reason != "bounced", _sup.suppressed_at >= bindparam("bounce_cutoff")),
+    )
+    .limit(1)
+)
+
+# One indexed scan answers both: sends in the last hour, and recent sends to this recipient.
+RECENT_SENDS = select(
+    func.count(case((_ex.reserved_at >= bindparam("hour_ago"), 1))),
+    func.count(
+        case(
+            (
+                and_(
+                    _ex.recipient_key == bindparam("recipient_key"),
+                    _ex.reserved_at >= bindparam("throttle_since"),
+                ),
+                1,
+            )
+        )
+    ),
+).where(_ex.workspace_id == bindparam("workspace_id"), _ex.reserved_at >= bindparam("since"))
+
+INSERT_EXECUTION = insert(EmailExecution.__table__)
+# Parameters named like columns become the SET clause; `b_id` picks the row.
+UPDATE_EXECUTION = update(EmailExecution.__table__).where(_ex.id == bindparam("b_id"))
+CLAIM_SCHEDULED = update(EmailExecution.__table__).where(
+    _ex.id == bindparam("b_id"), _ex.status == "scheduled"
+)
+INSERT_ATTEMPTS = insert(DeliveryAttempt.__table__)
+INSERT_METRICS = insert(EmailMetrics.__table__)
