@@ -49,8 +49,12 @@ class CircuitState:
     passed: list[str]
     missing: list[str]
     failed: list[str]
-    generated_asset: FinalAsset | None
+    generated_output: dict[str, Any] | None  # CX06's output, when it passed and logged one
     generated_hash: str | None
+
+    def generated_asset(self) -> FinalAsset | None:
+        """CX06's output as a final asset (parsed only when a send needs it)."""
+        return asset_from_output(self.generated_output) if self.generated_output else None
 
     @property
     def all_passed(self) -> bool:
@@ -78,10 +82,12 @@ def circuit_state(
     failed = [c for c in REQUIRED_CIRCUITS if c in newest and not newest[c].success]
     missing = [c for c in REQUIRED_CIRCUITS if c not in newest]
     generation = newest.get(GENERATION_CIRCUIT)
-    asset = None
+    output = None
     if generation is not None and generation.success and generation.output is not None:
-        asset = asset_from_output(generation.output)
-    return CircuitState(passed, missing, failed, asset, generation.output_hash if asset else None)
+        output = generation.output
+    return CircuitState(
+        passed, missing, failed, output, generation.output_hash if output is not None else None
+    )
 
 
 def record_circuit_result(

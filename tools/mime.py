@@ -9,6 +9,7 @@ rejected before anything reaches this module.
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 from email import charset as email_charset
 from email.charset import Charset
@@ -60,14 +61,20 @@ def _header_text(value: str) -> str | Header:
     return value if value.isascii() else Header(value, _UTF8_QP)
 
 
+def _boundary() -> str:
+    # "=_" cannot occur in quoted-printable or base64 text, so no part can contain this line;
+    # without one, the generator compiles a regex per multipart to search for a safe boundary.
+    return f"=_{uuid.uuid4().hex}"
+
+
 def build_mime(email: OutgoingEmail, date: datetime) -> bytes:
     """The message as it goes on the wire (CRLF line endings). Bcc is never a header."""
-    body = MIMEMultipart("alternative")
+    body = MIMEMultipart("alternative", boundary=_boundary())
     body.attach(MIMEText(email.text, "plain", _UTF8_QP))
     body.attach(MIMEText(email.html, "html", _UTF8_QP))
     root = body
     if email.attachments:
-        root = MIMEMultipart("mixed")
+        root = MIMEMultipart("mixed", boundary=_boundary())
         root.attach(body)
         for item in email.attachments:
             maintype, _, subtype = item.content_type.partition("/")

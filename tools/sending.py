@@ -196,7 +196,7 @@ def _approved_asset(state: CircuitState, requested: FinalAsset | None) -> tuple[
             failed_circuits=state.failed,
             passed_circuits=state.passed,
         )
-    asset = requested or state.generated_asset
+    asset = requested or state.generated_asset()
     if asset is None:
         raise ToolFailure(
             ErrorCode.MISSING_FIELD,
