@@ -8,9 +8,12 @@ it in; nothing else in the code base reads `os.environ` for service settings.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
+
+N = TypeVar("N", int, float)
 
 # Seed 000's SMTP presets. `SMTP_PROVIDER=<name>` fills host, port and STARTTLS; explicit
 # SMTP_* variables still win.
@@ -84,32 +87,30 @@ def _first(env: Mapping[str, str], *names: str) -> tuple[str, str] | None:
     return None
 
 
-def _int(env: Mapping[str, str], default: int, *names: str, minimum: int = 0) -> int:
+def _number(
+    env: Mapping[str, str], default: N, *names: str, kind: Callable[[str], N], minimum: N
+) -> N:
     found = _first(env, *names)
     if found is None:
         return default
     name, raw = found
     try:
-        value = int(raw)
+        value = kind(raw)
     except ValueError:
-        raise SettingsError(f"{name} must be an integer") from None
+        raise SettingsError(
+            f"{name} must be {'an integer' if kind is int else 'a number'}"
+        ) from None
     if value < minimum:
-        raise SettingsError(f"{name} must be at least {minimum}")
+        raise SettingsError(f"{name} must be at least {minimum:g}")
     return value
+
+
+def _int(env: Mapping[str, str], default: int, *names: str, minimum: int = 0) -> int:
+    return _number(env, default, *names, kind=int, minimum=minimum)
 
 
 def _float(env: Mapping[str, str], default: float, *names: str) -> float:
-    found = _first(env, *names)
-    if found is None:
-        return default
-    name, raw = found
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SettingsError(f"{name} must be a number") from None
-    if value < 0:
-        raise SettingsError(f"{name} must not be negative")
-    return value
+    return _number(env, default, *names, kind=float, minimum=0.0)
 
 
 _TRUE = {"1", "true", "yes", "on"}

@@ -107,7 +107,7 @@ def record_circuit_result(
         "output": output,
     }
     try:
-        args = parse(RecordCircuitResultArgs, {k: v for k, v in arguments.items() if v is not None})
+        args = parse(RecordCircuitResultArgs, arguments)
         output_hash = None
         if args.circuit_id == GENERATION_CIRCUIT and args.output is not None:
             try:

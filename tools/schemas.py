@@ -249,9 +249,13 @@ def first_failure(error: ValidationError) -> ToolFailure:
 
 
 def parse(model: type[M], arguments: dict[str, Any]) -> M:
-    """Validate tool arguments into `model`, or raise the `ToolFailure` to report."""
+    """Validate tool arguments into `model`, or raise the `ToolFailure` to report.
+
+    A None value counts as not given: a required field is then `missing_field`, an optional
+    one takes its default.
+    """
     try:
-        return model.model_validate(arguments)
+        return model.model_validate({k: v for k, v in arguments.items() if v is not None})
     except ValidationError as error:
         raise first_failure(error) from None
 

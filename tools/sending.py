@@ -111,7 +111,6 @@ def send_email(
         "attachments": attachments,
         "scheduled_for": scheduled_for,
     }
-    arguments = {k: v for k, v in arguments.items() if v is not None}
     circuits: CircuitState | None = None
     try:
         args = parse(SendEmailArgs, arguments)

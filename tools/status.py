@@ -37,7 +37,7 @@ def get_email_status(email_id: str, workspace_id: str | None = None) -> dict[str
     runtime = get_runtime()
     arguments = {"email_id": email_id, "workspace_id": workspace_id}
     try:
-        args = parse(GetEmailStatusArgs, {k: v for k, v in arguments.items() if v is not None})
+        args = parse(GetEmailStatusArgs, arguments)
     except ToolFailure as failure:
         return {"email_id": email_id, "found": False, "error": failure.error_dict()}
     with runtime.sessions() as session:

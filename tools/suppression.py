@@ -87,7 +87,7 @@ def suppress(
         "bounce_type": bounce_type,
     }
     try:
-        args = parse(SuppressArgs, {k: v for k, v in arguments.items() if v is not None})
+        args = parse(SuppressArgs, arguments)
         if args.bounce_type is not None and args.reason != "bounced":
             raise ToolFailure(
                 ErrorCode.INVALID_INPUT,

@@ -37,7 +37,7 @@ def create_workspace(
         "rate_limit_per_hour": rate_limit_per_hour,
     }
     try:
-        args = parse(CreateWorkspaceArgs, {k: v for k, v in arguments.items() if v is not None})
+        args = parse(CreateWorkspaceArgs, arguments)
         sender = check_address(args.sender_email, check_deliverability=False, field="sender_email")
     except ToolFailure as failure:
         if failure.code is ErrorCode.INVALID_RECIPIENT:
