@@ -55,7 +55,7 @@ def _approve(workspace_id: str, execution_id: str, *, skip: str | None = None) -
 def run_demo(_args: argparse.Namespace) -> int:
     runtime = tools.get_runtime()
     settings = runtime.settings
-    print(f"Database: {settings.database_url}")
+    print(f"Database: {settings.database_url_for_display}")
     smtp = "built-in development server" if settings.uses_dev_smtp_server else settings.smtp_server
     print(f"SMTP:     {smtp}\n")
 

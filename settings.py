@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
+from sqlalchemy.engine import make_url
+
 N = TypeVar("N", int, float)
 
 # Seed 000's SMTP presets. `SMTP_PROVIDER=<name>` fills host, port and STARTTLS; explicit
@@ -45,7 +47,7 @@ class SettingsError(ValueError):
 class Settings:
     """Everything the service needs to know about its environment."""
 
-    database_url: str = "sqlite:///email_agent.db"
+    database_url: str = field(default="sqlite:///email_agent.db", repr=False)  # may hold a password
     # SMTP. `smtp_server=None` selects the embedded development server (aiosmtpd on 127.0.0.1).
     smtp_server: str | None = None
     smtp_port: int = 587
@@ -53,7 +55,6 @@ class Settings:
     smtp_use_ssl: bool = False
     smtp_username: str | None = None
     smtp_password: str | None = field(default=None, repr=False)
-    smtp_preset: str | None = None
     default_sender: str = "noreply@example.com"
     # Limits.
     rate_limit_per_hour: int = 300
@@ -77,6 +78,11 @@ class Settings:
     @property
     def uses_dev_smtp_server(self) -> bool:
         return self.smtp_server is None
+
+    @property
+    def database_url_for_display(self) -> str:
+        """The database URL with any password masked, for logs and messages."""
+        return make_url(self.database_url).render_as_string(hide_password=True)
 
 
 def _first(env: Mapping[str, str], *names: str) -> tuple[str, str] | None:
@@ -155,6 +161,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if use_tls and use_ssl:
         raise SettingsError("SMTP_USE_TLS and SMTP_USE_SSL cannot both be true")
 
+    username = _str(env, None, "SMTP_USERNAME", "EMAIL_SERVER_USER")
+    password = _str(env, None, "SMTP_PASSWORD", "EMAIL_SERVER_PASSWORD")
+    if preset.get("auth_required") and not (username and password):
+        raise SettingsError(f"SMTP_PROVIDER={preset_name} needs SMTP_USERNAME and SMTP_PASSWORD")
+
     attachments_dir = _str(env, None, "EMAIL_ATTACHMENTS_DIR")
     log_level = (_str(env, "INFO", "EMAIL_AGENT_LOG_LEVEL") or "INFO").upper()
     if log_level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
@@ -171,9 +182,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         smtp_port=_int(env, default_port, "SMTP_PORT", "EMAIL_SERVER_PORT", minimum=1),
         smtp_use_tls=use_tls,
         smtp_use_ssl=use_ssl,
-        smtp_username=_str(env, None, "SMTP_USERNAME", "EMAIL_SERVER_USER"),
-        smtp_password=_str(env, None, "SMTP_PASSWORD", "EMAIL_SERVER_PASSWORD"),
-        smtp_preset=preset_name,
+        smtp_username=username,
+        smtp_password=password,
         default_sender=_str(env, Settings.default_sender, "DEFAULT_SENDER")
         or Settings.default_sender,
         rate_limit_per_hour=_int(env, 300, "EMAIL_RATE_LIMIT", minimum=1),

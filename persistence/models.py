@@ -108,6 +108,8 @@ class EmailExecution(Base):
     recipient: Mapped[str] = mapped_column(String(320))
     # Lower-cased address: suppression, throttling and idempotency ignore case.
     recipient_key: Mapped[str] = mapped_column(String(320))
+    # To + cc + bcc: the hourly limit counts recipients, not emails.
+    recipient_count: Mapped[int] = mapped_column(Integer, server_default="1")
     cc: Mapped[list[Any]] = mapped_column(JSON, default=list)
     bcc: Mapped[list[Any]] = mapped_column(JSON, default=list)
     subject: Mapped[str] = mapped_column(Text)

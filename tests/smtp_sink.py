@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +27,9 @@ class RecordingHandler:
     def __init__(self) -> None:
         self.messages: list[Received] = []
         self.replies: deque[str] = deque()
+        self.rcpt_replies: deque[str] = deque()  # scripted answers to the next RCPT commands
+        self.data_delay = 0.0  # seconds to wait, after storing a message, before answering
+        self.on_data: Callable[[], None] | None = None  # runs while DATA is being answered
         self.sessions = 0
         self.data_times: list[float] = []  # time.monotonic() of every DATA command
         self._lock = threading.Lock()
@@ -37,7 +42,18 @@ class RecordingHandler:
         session.host_name = hostname
         return responses
 
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        with self._lock:
+            if self.rcpt_replies:
+                return self.rcpt_replies.popleft()
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if self.on_data is not None:
+            self.on_data()
         with self._lock:
             self.data_times.append(time.monotonic())
             if self.replies:
@@ -50,6 +66,8 @@ class RecordingHandler:
                     list(envelope.mail_options),
                 )
             )
+        if self.data_delay:
+            await asyncio.sleep(self.data_delay)
         return "250 2.0.0 OK: queued"
 
 

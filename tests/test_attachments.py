@@ -22,6 +22,7 @@ def attachments_dir(tmp_path, runtime):
     secret.write_text("top secret")
     (folder / "escape.txt").symlink_to(secret)
     (folder / "dirlink").symlink_to(tmp_path)
+    os.mkfifo(folder / "pipe")
     tools.configure(
         dataclasses.replace(runtime.settings, attachments_dir=folder, max_attachment_bytes=1024)
     )
@@ -47,6 +48,7 @@ def test_files_inside_the_folder_are_attached(attachments_dir, workspace, smtp_s
         "sub",
         "..\\secret.txt",
         "C:/Windows/win.ini",
+        "pipe",
     ],
 )
 def test_anything_else_is_attachment_rejected_and_nothing_is_sent(

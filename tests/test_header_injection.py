@@ -58,3 +58,20 @@ def test_sender_name_with_a_line_break_is_refused(runtime):
     result = tools.create_workspace("Acme", "a@acme.example", "1 Main St, X", sender_name=EVIL)
     assert result["success"] is False
     assert result["error"]["code"] == "header_injection"
+
+
+@pytest.mark.parametrize(
+    "character", ["\x0b", "\x0c", "\x00", "\x1c", "\x85", "\u2028", "\u2029", "\x7f"]
+)
+def test_any_control_or_line_separator_character_is_header_injection(
+    character, workspace, smtp_sink, runtime
+):
+    subject = "A" * 80 + character + "Reply-To : attacker@evil.example"
+    wid = workspace["workspace_id"]
+    result = tools.send_email(
+        wid, CLIENT, approve(wid), "bob@example.com", {**ASSET, "subject": subject}
+    )
+    assert result["error"]["code"] == "header_injection", result
+    named = tools.create_workspace("A", "a@a.example", "1 Road, Town", "Acme" + character)
+    assert named["error"]["code"] == "header_injection"
+    assert smtp_sink.messages == []

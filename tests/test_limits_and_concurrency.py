@@ -66,6 +66,8 @@ def test_same_recipient_within_a_minute_is_throttled(workspace, smtp_sink, runti
     assert send(workspace, "bob@example.com")["status"] == "sent"
     throttled = send(workspace, "BOB@example.com")  # another execution, same person
     assert throttled["error"]["code"] == "recipient_throttled"
+    with mock.patch("tools.clock.utcnow", return_value=start + timedelta(seconds=59)):
+        assert send(workspace, "bob@example.com")["error"]["code"] == "recipient_throttled"
     with mock.patch("tools.clock.utcnow", return_value=start + timedelta(seconds=61)):
         assert send(workspace, "bob@example.com")["status"] == "sent"
     assert len(smtp_sink.messages) == 2
@@ -252,3 +254,44 @@ def test_scheduled_send_waits_then_goes_through_the_checks_again(count, workspac
 def test_scheduled_send_in_the_past_is_sent_now(workspace, smtp_sink):
     earlier = (clock.utcnow() - timedelta(minutes=5)).isoformat()
     assert send(workspace, scheduled_for=earlier)["status"] == "sent"
+
+
+def test_every_recipient_counts_toward_the_hourly_limit(runtime, smtp_sink):
+    workspace = _limited_workspace(3)
+    blocked = send(
+        workspace, "a@example.com", cc=["b@example.com"], bcc=["c@example.com", "d@x.org"]
+    )
+    assert blocked["error"]["code"] == "rate_limit_exceeded"
+    assert send(workspace, "a@example.com", cc=["b@example.com"])["status"] == "sent"
+    assert send(workspace, "c@example.com")["status"] == "sent"
+    assert send(workspace, "d@example.com")["error"]["code"] == "rate_limit_exceeded"
+    assert len(smtp_sink.messages) == 2
+
+
+def test_due_send_waits_while_the_limit_is_full_then_goes(runtime, smtp_sink):
+    workspace = _limited_workspace(1)
+    start = clock.utcnow()
+    scheduled = send(
+        workspace, "later@example.com", scheduled_for=(start + timedelta(minutes=5)).isoformat()
+    )
+    assert send(workspace, "now@example.com")["status"] == "sent"  # uses the hour's one slot
+    with mock.patch("tools.clock.utcnow", return_value=start + timedelta(minutes=10)):
+        assert tools.send_due_emails()["deferred"] == 1
+    assert tools.get_email_status(scheduled["email_id"])["status"] == "scheduled"
+    with mock.patch("tools.clock.utcnow", return_value=start + timedelta(minutes=61)):
+        assert tools.send_due_emails()["sent"] == 1
+    assert tools.get_email_status(scheduled["email_id"])["status"] == "sent"
+    assert len(smtp_sink.messages) == 2
+
+
+def test_due_send_is_blocked_when_a_circuit_failed_meanwhile(workspace, smtp_sink):
+    wid = workspace["workspace_id"]
+    execution_id = approve(wid)
+    later = (clock.utcnow() + timedelta(hours=1)).isoformat()
+    scheduled = send(workspace, circuit_execution_id=execution_id, scheduled_for=later)
+    tools.record_circuit_result(wid, execution_id, "CX05", False)
+    with mock.patch("tools.clock.utcnow", return_value=clock.utcnow() + timedelta(hours=2)):
+        assert tools.send_due_emails()["blocked"] == 1
+    status = tools.get_email_status(scheduled["email_id"])
+    assert status["status"] == "blocked" and status["error_code"] == "circuit_validation_failed"
+    assert smtp_sink.messages == []

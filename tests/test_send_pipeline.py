@@ -185,12 +185,13 @@ def test_circuits_of_another_workspace_do_not_count(workspace, smtp_sink, runtim
     _assert_blocked(result, "circuit_validation_failed", smtp_sink, runtime)
 
 
-@pytest.mark.parametrize("field", ["subject", "html_body", "text_body", "preheader"])
+@pytest.mark.parametrize("field", ["subject", "html_body", "text_body", "preheader", "cta_url"])
 def test_asset_that_differs_from_cx06_output_is_content_mismatch(
     field, workspace, smtp_sink, runtime
 ):
-    altered = {**ASSET, field: ASSET[field] + " (edited after approval)"}
-    result = send(workspace, final_asset=altered, cx06_output=ASSET)
+    original = {**ASSET, "cta_url": "https://acme.example/go"}
+    altered = {**original, field: original[field] + "-edited-after-approval"}
+    result = send(workspace, final_asset=altered, cx06_output=original)
     _assert_blocked(result, "content_mismatch", smtp_sink, runtime)
 
 
@@ -219,3 +220,43 @@ def test_same_execution_may_go_to_a_different_recipient(workspace, smtp_sink, ru
     assert send(workspace, "a@example.com", circuit_execution_id=execution_id)["status"] == "sent"
     assert send(workspace, "b@example.com", circuit_execution_id=execution_id)["status"] == "sent"
     assert len(smtp_sink.messages) == 2
+
+
+def test_a_later_cx06_log_without_output_does_not_lift_the_content_binding(
+    workspace, smtp_sink, runtime
+):
+    wid = workspace["workspace_id"]
+    execution_id = approve(wid)
+    tools.record_circuit_result(wid, execution_id, "CX06", True)  # passed again, no output
+    altered = {**ASSET, "subject": "Something CX06 never wrote"}
+    result = tools.send_email(wid, CLIENT, execution_id, "bob@example.com", altered)
+    _assert_blocked(result, "content_mismatch", smtp_sink, runtime)
+
+
+def test_the_row_says_sending_while_the_provider_has_the_message(workspace, smtp_sink, runtime):
+    seen: list[list[str]] = []
+
+    def statuses_during_data() -> None:
+        with runtime.sessions() as session:
+            seen.append(list(session.scalars(select(EmailExecution.status))))
+
+    smtp_sink.recorder.on_data = statuses_during_data
+    result = send(workspace)
+
+    assert seen == [["sending"]]
+    assert tools.get_email_status(result["email_id"])["status"] == "sent"
+
+
+def test_copies_are_sent_once_per_person(workspace, smtp_sink, runtime):
+    result = send(
+        workspace,
+        "bob@example.com",
+        cc=["carol@example.com", "CAROL@example.com", "bob@EXAMPLE.com"],
+        bcc=["carol@example.com", "dave@example.com"],
+    )
+    assert result["status"] == "sent"
+    assert sorted(smtp_sink.messages[0].rcpt_tos) == [
+        "bob@example.com",
+        "carol@example.com",
+        "dave@example.com",
+    ]

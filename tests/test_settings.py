@@ -59,15 +59,24 @@ def test_seed_001_names_are_aliases():
     assert settings.smtp_use_tls is True
 
 
+LOGIN = {"SMTP_USERNAME": "u", "SMTP_PASSWORD": "p"}
+
+
 def test_provider_preset_fills_host_port_and_tls():
-    settings = load_settings({"SMTP_PROVIDER": "gmail"})
+    settings = load_settings({"SMTP_PROVIDER": "gmail", **LOGIN})
     assert (settings.smtp_server, settings.smtp_port, settings.smtp_use_tls) == (
         "smtp.gmail.com",
         587,
         True,
     )
-    assert load_settings({"SMTP_PROVIDER": "sendgrid-smtp"}).smtp_server == "smtp.sendgrid.net"
-    assert load_settings({"SMTP_PROVIDER": "outlook", "SMTP_PORT": "25"}).smtp_port == 25
+    sendgrid = load_settings({"SMTP_PROVIDER": "sendgrid-smtp", **LOGIN})
+    assert sendgrid.smtp_server == "smtp.sendgrid.net"
+    assert load_settings({"SMTP_PROVIDER": "outlook", "SMTP_PORT": "25", **LOGIN}).smtp_port == 25
+
+
+def test_preset_that_needs_a_login_refuses_to_start_without_one():
+    with pytest.raises(SettingsError, match="SMTP_PROVIDER=gmail needs SMTP_USERNAME"):
+        load_settings({"SMTP_PROVIDER": "gmail"})
 
 
 def test_implicit_tls_defaults_to_port_465():
@@ -95,5 +104,14 @@ def test_bad_values_name_the_variable(env, message):
 
 
 def test_secrets_are_not_in_the_repr():
-    settings = load_settings({"SMTP_PASSWORD": "hunter2", "EMAIL_SIGNING_SECRET": "s3cr3t"})
-    assert "hunter2" not in repr(settings) and "s3cr3t" not in repr(settings)
+    settings = load_settings(
+        {
+            "SMTP_PASSWORD": "hunter2",
+            "EMAIL_SIGNING_SECRET": "s3cr3t",
+            "EMAIL_LOG_DATABASE_URL": "postgresql+psycopg://app:dbpass@db/email",
+        }
+    )
+    for secret in ("hunter2", "s3cr3t", "dbpass"):
+        assert secret not in repr(settings)
+    assert "dbpass" not in settings.database_url_for_display
+    assert settings.database_url_for_display.startswith("postgresql+psycopg://app:***@db")

@@ -6,7 +6,6 @@ import socket
 import threading
 import time
 
-import pytest
 from sqlalchemy import select
 
 import tools
@@ -156,17 +155,66 @@ def test_one_connection_is_reused_for_many_sends(workspace, smtp_sink, runtime):
 def test_idle_connection_is_replaced_before_sending(workspace, smtp_sink, runtime):
     assert send(workspace, "a@example.com")["status"] == "sent"
     provider = runtime.delivery.providers[0]
-    provider._local.last_used -= 3600  # as if the connection had sat idle for an hour
+    connection, last_used = provider._idle[0]
+    provider._idle[0] = (connection, last_used - 3600)  # as if idle for an hour
     assert send(workspace, "b@example.com")["status"] == "sent"
     assert smtp_sink.recorder.sessions == 2
 
 
-@pytest.mark.parametrize("threads", [4])
-def test_each_worker_thread_keeps_its_own_connection(threads, workspace, smtp_sink, runtime):
+def test_connections_are_shared_by_threads_and_not_left_open_per_thread(
+    workspace, smtp_sink, runtime
+):
     from concurrent.futures import ThreadPoolExecutor
 
-    with ThreadPoolExecutor(threads) as pool:
+    for i in range(10):  # ten short-lived threads, one after another
+        thread = threading.Thread(target=send, args=(workspace, f"seq{i}@example.com"))
+        thread.start()
+        thread.join()
+    assert smtp_sink.recorder.sessions == 1
+    with ThreadPoolExecutor(4) as pool:
         results = list(pool.map(lambda i: send(workspace, f"t{i}@example.com"), range(16)))
     assert all(r["status"] == "sent" for r in results)
-    assert len(smtp_sink.messages) == 16
-    assert smtp_sink.recorder.sessions <= threads
+    assert len(smtp_sink.messages) == 26
+    assert smtp_sink.recorder.sessions <= 4
+    assert len(runtime.delivery.providers[0]._idle) <= 4
+
+
+def test_refused_main_recipient_sends_nothing_to_the_copies(workspace, smtp_sink, runtime):
+    smtp_sink.recorder.rcpt_replies.append("550 5.1.1 no such user")
+    result = send(workspace, "gone@example.com", cc=["carol@example.com"])
+
+    assert result["status"] == "failed"
+    assert "550" in result["error"]["message"]
+    assert result["execution_result"]["retry_count"] == 0
+    assert smtp_sink.messages == []
+
+
+def test_temporarily_refused_recipient_is_retried(workspace, smtp_sink, runtime):
+    smtp_sink.recorder.rcpt_replies.append("450 4.2.1 mailbox busy")
+    result = send(workspace)
+
+    assert result["status"] == "sent"
+    assert result["execution_result"]["retry_count"] == 1
+    assert len(smtp_sink.messages) == 1
+
+
+def test_lost_answer_after_data_is_not_retried_so_nothing_arrives_twice(
+    smtp_sink, sqlite_url, tmp_path
+):
+    tools.configure(make_settings(sqlite_url, smtp_sink, tmp_path, timeout_seconds=0.3))
+    try:
+        workspace = tools.create_workspace("W", "w@w.example", "1 Road, Town")
+        smtp_sink.recorder.data_delay = 1.0  # stores the message, answers too late
+        result = send(workspace)
+        runtime = tools.get_runtime()
+
+        assert result["status"] == "failed"
+        assert "may have been delivered" in result["error"]["message"]
+        attempts = _attempts(runtime, result["email_id"])
+        assert [a.outcome for a in attempts] == ["ambiguous"]
+        time.sleep(1.2)
+        assert len(smtp_sink.messages) == 1  # delivered once, never again
+        smtp_sink.recorder.data_delay = 0.0
+        assert send(workspace, "other@example.com")["status"] == "sent"
+    finally:
+        tools.shutdown()

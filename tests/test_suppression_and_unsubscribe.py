@@ -46,7 +46,10 @@ def test_hard_bounce_expires_after_30_days_but_unsubscribe_does_not(workspace, s
     wid = workspace["workspace_id"]
     tools.suppress(wid, "bounce@example.com", "bounced", bounce_type="hard")
     tools.suppress(wid, "gone@example.com", "unsubscribed")
-    later = clock.utcnow() + timedelta(days=31)
+    start = clock.utcnow()
+    with mock.patch("tools.clock.utcnow", return_value=start + timedelta(days=29)):
+        assert tools.is_suppressed(wid, "bounce@example.com") is True
+    later = start + timedelta(days=31)
     with mock.patch("tools.clock.utcnow", return_value=later):
         assert tools.is_suppressed(wid, "bounce@example.com") is False
         assert tools.is_suppressed(wid, "gone@example.com") is True
@@ -117,3 +120,34 @@ def test_expired_token_changes_nothing(workspace, smtp_sink, runtime):
         result = tools.unsubscribe(token)
     assert result["success"] is False and result["error"]["reason"] == "expired"
     assert tools.is_suppressed(workspace["workspace_id"], "bob@example.com") is False
+
+
+def test_a_new_bounce_restarts_the_30_days(workspace):
+    wid = workspace["workspace_id"]
+    start = clock.utcnow()
+    tools.suppress(wid, "bounce@example.com", "bounced", bounce_type="hard")
+    with mock.patch("tools.clock.utcnow", return_value=start + timedelta(days=20)):
+        tools.suppress(wid, "bounce@example.com", "bounced", bounce_type="hard")
+    with mock.patch("tools.clock.utcnow", return_value=start + timedelta(days=45)):
+        assert tools.is_suppressed(wid, "bounce@example.com") is True
+    with mock.patch("tools.clock.utcnow", return_value=start + timedelta(days=51)):
+        assert tools.is_suppressed(wid, "bounce@example.com") is False
+
+
+def test_concurrent_unsubscribes_of_one_address_both_succeed_on_postgresql(
+    postgres_url, smtp_sink, tmp_path
+):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.conftest import make_settings
+
+    tools.configure(make_settings(postgres_url, smtp_sink, tmp_path))
+    try:
+        ws = tools.create_workspace("W", "w@w.example", "1 Road, Town")
+        token = tools.get_runtime().tokens.make(ws["workspace_id"], "bob@example.com")
+        with ThreadPoolExecutor(8) as pool:
+            results = list(pool.map(lambda _: tools.unsubscribe(token), range(16)))
+        assert all(r["success"] for r in results), results
+        assert tools.is_suppressed(ws["workspace_id"], "bob@example.com")
+    finally:
+        tools.shutdown()

@@ -121,3 +121,28 @@ def test_attachment_arrives_base64_encoded_with_its_name(
     assert attachments[0]["Content-Transfer-Encoding"] == "base64"
     assert attachments[0].get_payload(decode=True) == payload
     assert re.search(r"^multipart/mixed", message.get_content_type())
+
+
+def test_long_and_international_headers_stay_within_the_line_limit(smtp_sink, runtime):
+    from email import message_from_bytes
+    from email.header import decode_header, make_header
+
+    import tools
+
+    name = "Ünïcødé Sender of Very Long Names " * 5
+    ws = tools.create_workspace("Long", "x@long.example", "1 Long Road, Town", name.strip())
+    subject = "W" * 900  # one word: nothing to fold at
+    send(ws, final_asset={**ASSET, "subject": subject}, cc=[f"c{i}@example.com" for i in range(40)])
+
+    raw = smtp_sink.messages[0].data
+    headers = raw.split(b"\r\n\r\n", 1)[0]
+    assert headers.isascii()
+    assert max(len(line) for line in headers.split(b"\r\n")) <= 998
+    message = parse_message(raw)
+    assert message["Subject"] == subject
+    # decode_header, not policy.default: its address parser puts spaces between the adjacent
+    # encoded words of a display name (RFC 2047 section 6.2 says to join them).
+    raw_from = message_from_bytes(raw)["From"]
+    assert str(make_header(decode_header(raw_from.rsplit(" <", 1)[0]))) == name.strip()
+    assert not re.search(rb"List-Unsubscribe: *\r\n", headers)  # first line is not empty
+    assert len(message["Cc"].addresses) == 40

@@ -6,8 +6,9 @@ code, never as exceptions. `TOOL_SCHEMAS` holds each function's JSON schema.
 
 from tools.addresses import describe_address
 from tools.circuits import record_circuit_result, validate_circuits
+from tools.errors import ToolFailure, echo
 from tools.runtime import configure, get_runtime, shutdown
-from tools.schemas import TOOL_SCHEMAS
+from tools.schemas import TOOL_SCHEMAS, ValidateEmailArgs, parse
 from tools.sending import send_due_emails, send_email
 from tools.status import get_email_status
 from tools.suppression import is_suppressed, suppress, unsubscribe
@@ -17,14 +18,18 @@ from tools.workspaces import create_workspace
 def validate_email(email: str) -> dict:
     """Check an address: `{email, valid, normalized, local, domain, ascii_email, smtputf8}`
     or `{email, valid: false, error, error_code}`."""
-    if not isinstance(email, str) or not email.strip():
+    try:
+        args = parse(ValidateEmailArgs, {"email": email})
+    except ToolFailure as failure:
         return {
-            "email": email,
+            "email": echo(email),
             "valid": False,
-            "error": "email must be a non-empty string",
+            "error": failure.message,
             "error_code": "invalid_input",
         }
-    return describe_address(email, check_deliverability=get_runtime().settings.check_deliverability)
+    return describe_address(
+        args.email, check_deliverability=get_runtime().settings.check_deliverability
+    )
 
 
 __all__ = [

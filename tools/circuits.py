@@ -81,13 +81,16 @@ def circuit_state(
     passed = [c for c in REQUIRED_CIRCUITS if c in newest and newest[c].success]
     failed = [c for c in REQUIRED_CIRCUITS if c in newest and not newest[c].success]
     missing = [c for c in REQUIRED_CIRCUITS if c not in newest]
-    generation = newest.get(GENERATION_CIRCUIT)
-    output = None
-    if generation is not None and generation.success and generation.output is not None:
-        output = generation.output
-    return CircuitState(
-        passed, missing, failed, output, generation.output_hash if output is not None else None
-    )
+    # The binding is the newest asset CX06 produced: a later CX06 log without an output must
+    # not lift it, or any content could be sent after one more "passed" record.
+    generated = [
+        row
+        for row in rows
+        if row.circuit_id == GENERATION_CIRCUIT and row.success and row.output is not None
+    ]
+    output = generated[-1].output if generated else None
+    digest = generated[-1].output_hash if generated else None
+    return CircuitState(passed, missing, failed, output, digest)
 
 
 def record_circuit_result(

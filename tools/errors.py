@@ -21,6 +21,7 @@ class ErrorCode(StrEnum):
     RECIPIENT_THROTTLED = "recipient_throttled"
     DUPLICATE_SEND = "duplicate_send"
     ALL_PROVIDERS_FAILED = "all_providers_failed"
+    NOT_FOUND = "not_found"
 
 
 class ToolFailure(Exception):
@@ -37,6 +38,11 @@ class ToolFailure(Exception):
 
     def error_dict(self) -> dict[str, Any]:
         return {"code": self.code.value, "message": self.message, **self.details}
+
+
+def echo(value: Any, limit: int = 320) -> str | None:
+    """A caller's value safe to repeat in a result or log: short text only, else None."""
+    return value if isinstance(value, str) and len(value) <= limit else None
 
 
 def failure_result(failure: ToolFailure, **fields: Any) -> dict[str, Any]:

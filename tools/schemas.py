@@ -7,16 +7,19 @@ interface's error codes by `first_failure`, in the pipeline's order of checks.
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
+    Strict,
     ValidationError,
     model_validator,
 )
@@ -28,6 +31,8 @@ MAX_CONTENT_CHARS = 100_000
 MAX_TAGS = 10
 MAX_COPY_RECIPIENTS = 50
 MAX_ATTACHMENTS = 10
+MAX_OUTPUT_BYTES = 1_000_000
+MAX_SCHEDULE_AHEAD = timedelta(days=365)
 REQUIRED_CIRCUITS = (
     "CX01_INTENT_DETECTION",
     "CX02_AUDIENCE_CLASSIFICATION",
@@ -49,10 +54,37 @@ def _uuid(value: str) -> str:
         raise PydanticCustomError("uuid_format", "must be a UUID") from None
 
 
+# Anything Python's email package or a mail server could treat as a line break or control
+# code: C0 and C1 controls (CR, LF, VT, FF, NUL, NEL, ...) and Unicode line/paragraph separators.
+_HEADER_BREAKS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
 def _no_line_breaks(value: str) -> str:
-    if "\r" in value or "\n" in value:
+    if _HEADER_BREAKS.search(value):
         raise PydanticCustomError(
-            "header_injection", "must not contain CR or LF (it goes into a mail header)"
+            "header_injection",
+            "must not contain CR, LF or other control characters (it goes into a mail header)",
+        )
+    return value
+
+
+def _schedule_input(value: Any) -> Any:
+    # Lax datetime parsing would read a number as a Unix timestamp; only ISO text is meant.
+    if value is not None and not isinstance(value, str | datetime):
+        raise PydanticCustomError("datetime_format", "must be an ISO-8601 date-time string")
+    return value
+
+
+def _json_object(value: dict[str, Any]) -> dict[str, Any]:
+    try:
+        size = len(json.dumps(value, allow_nan=False))
+    except (TypeError, ValueError, RecursionError):
+        raise PydanticCustomError("json_format", "must be plain JSON (no NaN)") from None
+    if size > MAX_OUTPUT_BYTES:
+        raise PydanticCustomError(
+            "output_too_large",
+            "is {size} bytes as JSON; the limit is {limit}",
+            {"size": size, "limit": MAX_OUTPUT_BYTES},
         )
     return value
 
@@ -89,13 +121,14 @@ ExecutionId = Annotated[str, AfterValidator(_execution_id)]
 
 
 class _Args(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: "yes" is not True, 1 is not a string, bytes are not text.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class FinalAsset(_Args):
     """The finished email CX06 produced. It is sent as it is; nothing here is rewritten."""
 
-    subject: Annotated[HeaderText, Field(min_length=1, max_length=998)]
+    subject: Annotated[HeaderText, Field(min_length=1, max_length=900)]
     preheader: Annotated[HeaderText, Field(max_length=500)] | None = None
     html_body: Annotated[str, Field(min_length=1)]
     text_body: str | None = None
@@ -146,13 +179,22 @@ class SendEmailArgs(_Args):
         Field(max_length=MAX_ATTACHMENTS, description="Paths relative to EMAIL_ATTACHMENTS_DIR"),
     ] = []
     scheduled_for: Annotated[
-        datetime | None, Field(description="ISO-8601 with a time zone; later sends wait for it")
+        Annotated[datetime, Strict(False)] | None,  # parsed from ISO text
+        BeforeValidator(_schedule_input),
+        Field(description="ISO-8601 with a time zone; later sends wait for it"),
     ] = None
 
     @model_validator(mode="after")
-    def _aware_schedule(self) -> SendEmailArgs:
-        if self.scheduled_for is not None and self.scheduled_for.tzinfo is None:
+    def _sensible_schedule(self) -> SendEmailArgs:
+        when = self.scheduled_for
+        if when is None:
+            return self
+        if when.tzinfo is None:
             raise PydanticCustomError("timezone_required", "scheduled_for needs a time zone")
+        if not (datetime(2000, 1, 1, tzinfo=UTC) < when < datetime.now(UTC) + MAX_SCHEDULE_AHEAD):
+            raise PydanticCustomError(
+                "schedule_range", "scheduled_for must be within the next 365 days"
+            )
         return self
 
 
@@ -173,7 +215,7 @@ class RecordCircuitResultArgs(_Args):
     circuit_execution_id: ExecutionId
     circuit_id: Annotated[str, AfterValidator(circuit_name)]
     success: bool
-    output: dict[str, Any] | None = None
+    output: Annotated[dict[str, Any], AfterValidator(_json_object)] | None = None
 
 
 class ValidateCircuitsArgs(_Args):

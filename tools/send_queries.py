@@ -60,9 +60,12 @@ ACTIVE_SUPPRESSION = (
     .limit(1)
 )
 
-# One indexed scan answers both: sends in the last hour, and recent sends to this recipient.
+# One indexed scan answers both: recipients sent to in the last hour, and recent sends to
+# this recipient.
 RECENT_SENDS = select(
-    func.count(case((_ex.reserved_at >= bindparam("hour_ago"), 1))),
+    func.coalesce(
+        func.sum(case((_ex.reserved_at >= bindparam("hour_ago"), _ex.recipient_count))), 0
+    ),
     func.count(
         case(
             (

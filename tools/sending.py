@@ -29,7 +29,7 @@ from tools import clock, send_queries
 from tools.addresses import CheckedAddress, check_address
 from tools.attachments import load_attachments
 from tools.circuits import CircuitState, circuit_state, content_hash
-from tools.errors import ErrorCode, ToolFailure
+from tools.errors import ErrorCode, ToolFailure, echo
 from tools.providers.base import Attachment, OutgoingEmail
 from tools.providers.chain import DeliveryOutcome
 from tools.rendering import render_email
@@ -142,7 +142,7 @@ def send_email(
     except ToolFailure as failure:
         log.info(
             "send blocked",
-            extra={"workspace_id": arguments.get("workspace_id"), "error_code": failure.code.value},
+            extra={"workspace_id": echo(workspace_id), "error_code": failure.code.value},
         )
         return _blocked_result(arguments, failure, circuits)
     if scheduled:
@@ -166,6 +166,10 @@ def _check_inputs(
         check_address(a, check_deliverability=deliverability, field=f"bcc[{i}]")
         for i, a in enumerate(args.bcc)
     )
+    # One copy per person: a repeated or differently-cased address is dropped.
+    seen = {to.key}
+    copies = tuple(a for a in copies if a.key not in seen and not seen.add(a.key))
+    blind = tuple(a for a in blind if a.key not in seen and not seen.add(a.key))
     files = load_attachments(
         args.attachments,
         folder=runtime.settings.attachments_dir,
@@ -237,6 +241,7 @@ def _reserve(runtime: Runtime, conn: Connection, send: _Send, *, status: str) ->
         "client_id": args.client_id,
         "recipient": send.to.normalized,
         "recipient_key": send.to.key,
+        "recipient_count": len(send.keys),
         "cc": [a.normalized for a in send.cc],
         "bcc": [a.normalized for a in send.bcc],
         "subject": send.asset.subject,
@@ -411,10 +416,11 @@ def _check_policy(runtime: Runtime, conn: Connection, send: _Send, *, limits: bo
             retry_after_seconds=settings.recipient_throttle_seconds,
         )
     limit = workspace.rate_limit_per_hour or settings.rate_limit_per_hour
-    if used >= limit:
+    if used + len(send.keys) > limit:
         raise ToolFailure(
             ErrorCode.RATE_LIMIT_EXCEEDED,
-            f"Recipient validation failed: rate_limit_exceeded ({limit} emails per hour)",
+            f"Recipient validation failed: rate_limit_exceeded ({limit} recipients per hour, "
+            f"{used} used)",
             limit=limit,
         )
 
@@ -458,7 +464,7 @@ def _deliver(runtime: Runtime, send: _Send, row: EmailExecution) -> dict[str, An
         outcome = runtime.delivery.deliver(_outgoing(runtime, send))
     except Exception as error:
         crashed = DeliveryOutcome(sent=False, last_error=f"internal error: {type(error).__name__}")
-        _record(runtime, send, row, crashed)
+        _record(runtime, send, row, crashed, error_code="internal_error")
         raise
     _record(runtime, send, row, outcome)
     if outcome.sent:
@@ -473,7 +479,13 @@ def _deliver(runtime: Runtime, send: _Send, row: EmailExecution) -> dict[str, An
     )
 
 
-def _record(runtime: Runtime, send: _Send, row: EmailExecution, outcome: DeliveryOutcome) -> None:
+def _record(
+    runtime: Runtime,
+    send: _Send,
+    row: EmailExecution,
+    outcome: DeliveryOutcome,
+    error_code: str = ErrorCode.ALL_PROVIDERS_FAILED.value,
+) -> None:
     """Store the outcome, every attempt and (when sent) the metrics row; update `row` to match."""
     now = clock.utcnow()
     values: dict[str, Any] = {
@@ -486,7 +498,7 @@ def _record(runtime: Runtime, send: _Send, row: EmailExecution, outcome: Deliver
         "attempt_number": len(outcome.attempts),
         "retry_count": outcome.retry_count,
         "last_error": outcome.last_error,
-        "error_code": None if outcome.sent else ErrorCode.ALL_PROVIDERS_FAILED.value,
+        "error_code": None if outcome.sent else error_code,
         "updated_at": now,
     }
     with runtime.engine.begin() as conn:
@@ -606,9 +618,9 @@ def _blocked_result(
         "status": "blocked",
         "message": failure.message,
         "timestamp": clock.utcnow().isoformat(),
-        "recipient": arguments.get("recipient"),
-        "workspace_id": arguments.get("workspace_id"),
-        "circuit_execution_id": arguments.get("circuit_execution_id"),
+        "recipient": echo(arguments.get("recipient")),
+        "workspace_id": echo(arguments.get("workspace_id")),
+        "circuit_execution_id": echo(arguments.get("circuit_execution_id")),
         "error": failure.error_dict(),
     }
     if circuits is not None:

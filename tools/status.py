@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from persistence import DeliveryAttempt, EmailExecution, EmailMetrics
-from tools.errors import ErrorCode, ToolFailure
+from tools.errors import ErrorCode, ToolFailure, echo
 from tools.runtime import get_runtime
 from tools.schemas import GetEmailStatusArgs, parse
 
@@ -39,14 +39,14 @@ def get_email_status(email_id: str, workspace_id: str | None = None) -> dict[str
     try:
         args = parse(GetEmailStatusArgs, arguments)
     except ToolFailure as failure:
-        return {"email_id": email_id, "found": False, "error": failure.error_dict()}
+        return {"email_id": echo(email_id), "found": False, "error": failure.error_dict()}
     with runtime.sessions() as session:
         row = session.get(EmailExecution, args.email_id)
         if row is None or (args.workspace_id is not None and row.workspace_id != args.workspace_id):
             return {
                 "email_id": args.email_id,
                 "found": False,
-                "error": {"code": ErrorCode.INVALID_INPUT.value, "message": "no such email"},
+                "error": {"code": ErrorCode.NOT_FOUND.value, "message": "no such email"},
             }
         attempts = session.scalar(
             select(func.count()).where(DeliveryAttempt.execution_id == row.id)

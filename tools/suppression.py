@@ -14,6 +14,7 @@ from typing import Any
 from email_validator import EmailNotValidError
 from email_validator import validate_email as _validate
 from sqlalchemy import Connection, Row, and_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from persistence import EmailMetrics, Suppression, Workspace
@@ -49,15 +50,18 @@ def active_suppression(
 def add_suppression(
     session: Session, workspace_id: str, key: str, reason: str, bounce_type: str | None
 ) -> Suppression:
-    """Insert or refresh an entry (a new bounce restarts its 30 days)."""
+    """Insert or refresh an entry (a new bounce restarts its 30 days).
+
+    Two requests may add the same entry at once (a one-click POST and a double click): the
+    loser of the insert updates the winner's row instead of failing.
+    """
     now = clock.utcnow()
-    entry = session.scalars(
-        select(Suppression).where(
-            Suppression.workspace_id == workspace_id,
-            Suppression.email == key,
-            Suppression.reason == reason,
-        )
-    ).first()
+    lookup = select(Suppression).where(
+        Suppression.workspace_id == workspace_id,
+        Suppression.email == key,
+        Suppression.reason == reason,
+    )
+    entry = session.scalars(lookup).first()
     if entry is None:
         entry = Suppression(
             id=str(uuid.uuid4()),
@@ -68,10 +72,15 @@ def add_suppression(
             suppressed_at=now,
             created_at=now,
         )
-        session.add(entry)
-    else:
-        entry.suppressed_at = now
-        entry.bounce_type = bounce_type
+        try:
+            with session.begin_nested():
+                session.add(entry)
+        except IntegrityError:
+            entry = session.scalars(lookup).one()
+        else:
+            return entry
+    entry.suppressed_at = now
+    entry.bounce_type = bounce_type
     return entry
 
 

@@ -47,6 +47,9 @@ class ProviderError(Exception):
     """A provider did not take the message. `status_code` is the HTTP or SMTP reply code."""
 
     retryable: bool = False
+    # The provider may have taken the message: trying again, here or elsewhere, could deliver
+    # it twice.
+    ambiguous: bool = False
 
     def __init__(
         self, message: str, *, status_code: int | None = None, retry_after: float | None = None
@@ -66,6 +69,16 @@ class PermanentProviderError(ProviderError):
     """This provider will not take this message as it is; retrying it here is pointless."""
 
     retryable = False
+
+
+class AmbiguousDeliveryError(ProviderError):
+    """The connection failed after the message was handed over: it may have been delivered.
+
+    Not retried anywhere, so that an email is never delivered twice.
+    """
+
+    retryable = False
+    ambiguous = True
 
 
 class Provider(ABC):

@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 class AttemptRecord:
     provider: str
     attempt_number: int
-    outcome: str  # sent | transient_error | permanent_error
+    outcome: str  # sent | transient_error | permanent_error | ambiguous
     status_code: int | None
     error: str | None
     latency_ms: float
@@ -35,6 +35,12 @@ class DeliveryOutcome:
     retry_count: int = 0
     attempts: list[AttemptRecord] = field(default_factory=list)
     last_error: str | None = None
+
+
+def _failure_kind(error: ProviderError) -> str:
+    if error.ambiguous:
+        return "ambiguous"
+    return "transient_error" if error.retryable else "permanent_error"
 
 
 class DeliveryChain:
@@ -57,10 +63,6 @@ class DeliveryChain:
         self._max_delay = max_delay
         self._sleep = sleep
 
-    @property
-    def provider_names(self) -> list[str]:
-        return [p.name for p in self.providers]
-
     def deliver(self, email: OutgoingEmail) -> DeliveryOutcome:
         outcome = DeliveryOutcome(sent=False)
         for provider in self.providers:
@@ -73,7 +75,7 @@ class DeliveryChain:
                         AttemptRecord(
                             provider=provider.name,
                             attempt_number=len(outcome.attempts) + 1,
-                            outcome="transient_error" if error.retryable else "permanent_error",
+                            outcome=_failure_kind(error),
                             status_code=error.status_code,
                             error=str(error),
                             latency_ms=(time.perf_counter() - started) * 1000,
@@ -91,6 +93,8 @@ class DeliveryChain:
                             "status_code": error.status_code,
                         },
                     )
+                    if error.ambiguous:
+                        return outcome  # it may have arrived: no retry, no other provider
                     if not error.retryable or retry == self._max_retries:
                         break
                     self._sleep(self._backoff(retry, error.retry_after))

@@ -26,6 +26,7 @@ from flask_mail import Connection, Mail
 from tools import clock
 from tools.mime import build_mime
 from tools.providers.base import (
+    AmbiguousDeliveryError,
     OutgoingEmail,
     PermanentProviderError,
     Provider,
@@ -82,7 +83,11 @@ def classify_smtp_error(error: Exception) -> ProviderError:
 
 
 class SMTPProvider(Provider):
-    """Sends over SMTP; each worker thread keeps its own connection and reconnects on failure."""
+    """Sends over SMTP, reusing connections from a small idle pool; reconnects on failure.
+
+    A single-threaded worker keeps one connection; threads share up to `max_idle` idle ones,
+    so short-lived request threads do not each leave a connection open.
+    """
 
     name = "smtp"
 
@@ -97,6 +102,7 @@ class SMTPProvider(Provider):
         password: str | None = None,
         timeout: float = 30.0,
         idle_reconnect_seconds: float = 30.0,
+        max_idle: int = 4,
         tls_context: ssl.SSLContext | None = None,
     ) -> None:
         self._mail_state = Mail().init_mail(
@@ -111,56 +117,94 @@ class SMTPProvider(Provider):
         )
         self._timeout = timeout
         self._idle_reconnect = idle_reconnect_seconds
+        self._max_idle = max_idle
         self._tls_context = tls_context or ssl.create_default_context()
-        self._local = threading.local()
-        self._open: set[_VerifiedTimeoutConnection] = set()
-        self._open_lock = threading.Lock()
-        self.endpoint = f"{host}:{port}"
+        self._idle: list[tuple[_VerifiedTimeoutConnection, float]] = []  # (connection, last use)
+        self._lock = threading.Lock()
 
     def send(self, email: OutgoingEmail) -> str:
         raw = build_mime(email, clock.utcnow())
         try:
-            connection = self._connection()
-            assert connection.host is not None
-            refused = connection.host.sendmail(email.sender_email, email.envelope_recipients, raw)
+            connection = self._acquire()
         except Exception as error:
-            self._drop_connection()
             raise classify_smtp_error(error) from error
-        if refused:
-            # Some copies were refused while the main recipient accepted: delivered, but noted.
-            log.warning(
-                "SMTP server refused some recipients",
-                extra={"email_id": email.email_id, "refused": sorted(refused)},
-            )
-        self._local.last_used = time.monotonic()
+        try:
+            self._transfer(connection, email, raw)
+        except Exception:
+            self._close(connection)
+            raise
+        self._release(connection)
         return email.message_id.strip("<>")
 
-    def _connection(self) -> _VerifiedTimeoutConnection:
-        connection: _VerifiedTimeoutConnection | None = getattr(self._local, "connection", None)
-        idle = time.monotonic() - getattr(self._local, "last_used", 0.0)
-        if connection is not None and idle > self._idle_reconnect:
-            # Servers drop idle sessions; a fresh one costs less than a failed send and a retry.
-            self._drop_connection()
-            connection = None
+    def _transfer(
+        self, connection: _VerifiedTimeoutConnection, email: OutgoingEmail, raw: bytes
+    ) -> None:
+        """smtplib's sendmail in its phases, to tell a refusal from a lost answer after DATA."""
+        host = connection.host
+        assert host is not None
+        try:
+            host.ehlo_or_helo_if_needed()
+            code, reply = host.mail(email.sender_email)
+            if code != 250:
+                raise smtplib.SMTPSenderRefused(code, reply, email.sender_email)
+            refused = {}
+            for recipient in dict.fromkeys(email.envelope_recipients):
+                code, reply = host.rcpt(recipient)
+                if code not in (250, 251):
+                    refused[recipient] = (code, reply)
+            if email.to in refused:
+                # Without its main recipient the email is not sent to its copies either.
+                host.rset()
+                raise smtplib.SMTPRecipientsRefused({email.to: refused[email.to]})
+        except Exception as error:
+            raise classify_smtp_error(error) from error
+        try:
+            code, reply = host.data(raw)
+        except smtplib.SMTPResponseException as error:
+            raise classify_smtp_error(error) from error
+        except Exception as error:
+            raise AmbiguousDeliveryError(
+                f"SMTP connection lost during DATA ({type(error).__name__}); the message may "
+                "have been delivered, so it is not sent again"
+            ) from error
+        if code != 250:
+            raise classify_smtp_error(smtplib.SMTPDataError(code, reply))
+        if refused:
+            log.warning(
+                "SMTP server refused some copies",
+                extra={"email_id": email.email_id, "refused": sorted(refused)},
+            )
+
+    def _acquire(self) -> _VerifiedTimeoutConnection:
+        stale = []
+        connection = None
+        now = time.monotonic()
+        with self._lock:
+            while self._idle:
+                candidate, last_used = self._idle.pop()
+                # Servers drop idle sessions; a fresh one costs less than a failed attempt.
+                if now - last_used <= self._idle_reconnect:
+                    connection = candidate
+                    break
+                stale.append(candidate)
+        for old in stale:
+            self._close(old)
         if connection is None:
             connection = _VerifiedTimeoutConnection(
                 self._mail_state, self._timeout, self._tls_context
             )
             connection.host = connection.configure_host()
-            self._local.connection = connection
-            with self._open_lock:
-                self._open.add(connection)
         return connection
 
-    def _drop_connection(self) -> None:
-        connection = getattr(self._local, "connection", None)
-        self._local.connection = None
-        if connection is not None:
-            self._close(connection)
+    def _release(self, connection: _VerifiedTimeoutConnection) -> None:
+        with self._lock:
+            if len(self._idle) < self._max_idle:
+                self._idle.append((connection, time.monotonic()))
+                return
+        self._close(connection)
 
-    def _close(self, connection: _VerifiedTimeoutConnection) -> None:
-        with self._open_lock:
-            self._open.discard(connection)
+    @staticmethod
+    def _close(connection: _VerifiedTimeoutConnection) -> None:
         if connection.host is not None:
             try:
                 connection.host.quit()
@@ -169,7 +213,7 @@ class SMTPProvider(Provider):
             connection.host = None
 
     def close(self) -> None:
-        with self._open_lock:
-            connections = list(self._open)
-        for connection in connections:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for connection, _ in idle:
             self._close(connection)
