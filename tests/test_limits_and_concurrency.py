@@ -79,6 +79,17 @@ def test_other_workspaces_have_their_own_limits(runtime, smtp_sink):
     assert send(second, "a@example.com")["status"] == "sent"  # neither limit nor throttle shared
 
 
+def _call(workspace_id: str, execution_id: str, recipient: str) -> dict:
+    """Keyword arguments of one send_email call of ASSET."""
+    return dict(
+        workspace_id=workspace_id,
+        client_id=CLIENT,
+        circuit_execution_id=execution_id,
+        recipient=recipient,
+        final_asset=ASSET,
+    )
+
+
 def _concurrent(calls: list[dict], workers: int = 8) -> list[dict]:
     with ThreadPoolExecutor(workers) as pool:
         return list(pool.map(lambda kw: tools.send_email(**kw), calls))
@@ -89,16 +100,7 @@ def _run_thread_races(smtp_sink) -> None:
     workspace = _limited_workspace(5)
     wid = workspace["workspace_id"]
     execution_id = approve(wid)
-    calls = [
-        dict(
-            workspace_id=wid,
-            client_id=CLIENT,
-            circuit_execution_id=execution_id,
-            recipient=f"user{i}@example.com",
-            final_asset=ASSET,
-        )
-        for i in range(20)
-    ]
+    calls = [_call(wid, execution_id, f"user{i}@example.com") for i in range(20)]
     outcomes = Counter(r.get("error", {}).get("code", r["status"]) for r in _concurrent(calls))
     assert outcomes == {"sent": 5, "rate_limit_exceeded": 15}
     assert len(smtp_sink.messages) == 5
@@ -107,29 +109,14 @@ def _run_thread_races(smtp_sink) -> None:
     workspace = _limited_workspace(100)
     wid = workspace["workspace_id"]
     execution_id = approve(wid)
-    same = dict(
-        workspace_id=wid,
-        client_id=CLIENT,
-        circuit_execution_id=execution_id,
-        recipient="once@example.com",
-        final_asset=ASSET,
-    )
+    same = _call(wid, execution_id, "once@example.com")
     results = _concurrent([same] * 12)
     outcomes = Counter(r.get("error", {}).get("code", r["status"]) for r in results)
     assert outcomes == {"sent": 1, "duplicate_send": 11}
     assert len({r["email_id"] for r in results}) == 1
 
     # Throttle: 10 executions to one recipient at once: one gets through.
-    calls = [
-        dict(
-            workspace_id=wid,
-            client_id=CLIENT,
-            circuit_execution_id=approve(wid),
-            recipient="busy@example.com",
-            final_asset=ASSET,
-        )
-        for _ in range(10)
-    ]
+    calls = [_call(wid, approve(wid), "busy@example.com") for _ in range(10)]
     outcomes = Counter(r.get("error", {}).get("code", r["status"]) for r in _concurrent(calls))
     assert outcomes == {"sent": 1, "recipient_throttled": 9}
     assert len(smtp_sink.messages) == 7
@@ -200,30 +187,14 @@ def test_limits_hold_across_processes_on_postgresql(postgres_url, smtp_sink, tmp
         wid = limited["workspace_id"]
         execution_id = approve(wid)
         per_process = [
-            [
-                dict(
-                    workspace_id=wid,
-                    client_id=CLIENT,
-                    circuit_execution_id=execution_id,
-                    recipient=f"p{p}u{i}@example.com",
-                    final_asset=ASSET,
-                )
-                for i in range(5)
-            ]
-            for p in range(4)
+            [_call(wid, execution_id, f"p{p}u{i}@example.com") for i in range(5)] for p in range(4)
         ]
         outcomes = _race_in_processes(postgres_url, smtp_sink.port, per_process)
         assert outcomes == {"sent": 6, "rate_limit_exceeded": 14}
         assert len(smtp_sink.messages) == 6
 
         execution_id = approve(wid := _limited_workspace(50)["workspace_id"])
-        same = dict(
-            workspace_id=wid,
-            client_id=CLIENT,
-            circuit_execution_id=execution_id,
-            recipient="once@example.com",
-            final_asset=ASSET,
-        )
+        same = _call(wid, execution_id, "once@example.com")
         outcomes = _race_in_processes(postgres_url, smtp_sink.port, [[same] * 3] * 4)
         assert outcomes == {"sent": 1, "duplicate_send": 11}
         assert len(smtp_sink.messages) == 7
