@@ -75,6 +75,8 @@ def classify_smtp_error(error: Exception) -> ProviderError:
         return cls(f"SMTP {code} {text}".strip(), status_code=code)
     if isinstance(error, smtplib.SMTPNotSupportedError):
         return PermanentProviderError(f"SMTP server does not support this message: {error}")
+    if isinstance(error, ssl.SSLCertVerificationError):
+        return PermanentProviderError(f"SMTP server certificate rejected: {error.verify_message}")
     if isinstance(error, TimeoutError):
         return RetryableProviderError("SMTP timed out")
     if isinstance(error, smtplib.SMTPServerDisconnected | OSError | smtplib.SMTPException):
