@@ -19,6 +19,7 @@ class Received:
     rcpt_tos: list[str]
     data: bytes
     mail_options: list[str]
+    tls: bool  # the session was encrypted (STARTTLS or implicit TLS)
 
 
 class RecordingHandler:
@@ -64,6 +65,7 @@ class RecordingHandler:
                     list(envelope.rcpt_tos),
                     envelope.original_content or envelope.content,
                     list(envelope.mail_options),
+                    server.transport.get_extra_info("ssl_object") is not None,
                 )
             )
         if self.data_delay:

@@ -17,8 +17,6 @@ from datetime import timedelta
 from pathlib import Path
 from unittest import mock
 
-import pytest
-
 import tools
 from tests.conftest import ASSET, approve, make_settings, send
 from tools import clock
@@ -202,8 +200,8 @@ def test_limits_hold_across_processes_on_postgresql(postgres_url, smtp_sink, tmp
         tools.shutdown()
 
 
-@pytest.mark.parametrize("count", [3])
-def test_scheduled_send_waits_then_goes_through_the_checks_again(count, workspace, smtp_sink):
+def test_scheduled_send_waits_then_goes_through_the_checks_again(workspace, smtp_sink):
+    count = 3
     wid = workspace["workspace_id"]
     later = (clock.utcnow() + timedelta(hours=2)).isoformat()
     results = [send(workspace, f"s{i}@example.com", scheduled_for=later) for i in range(count)]

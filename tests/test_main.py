@@ -69,39 +69,12 @@ def test_subcommands_drive_a_send_and_show_its_status(tmp_path):
     workspace_id = json.loads(created.stdout)["workspace_id"]
     asset = tmp_path / "asset.json"
     asset.write_text(json.dumps({"subject": "From the CLI", "html_body": "<p>Hi</p>"}))
-    for circuit in ("CX01", "CX02", "CX03", "CX04", "CX05"):
-        assert (
-            _run(
-                [
-                    "record-circuit",
-                    "--workspace-id",
-                    workspace_id,
-                    "--execution-id",
-                    "cli_1",
-                    "--circuit",
-                    circuit,
-                ],
-                tmp_path,
-            ).returncode
-            == 0
-        )
-    assert (
-        _run(
-            [
-                "record-circuit",
-                "--workspace-id",
-                workspace_id,
-                "--execution-id",
-                "cli_1",
-                "--circuit",
-                "CX06",
-                "--output-file",
-                str(asset),
-            ],
-            tmp_path,
-        ).returncode
-        == 0
-    )
+    for circuit in ("CX01", "CX02", "CX03", "CX04", "CX05", "CX06"):
+        args = ["record-circuit", "--workspace-id", workspace_id, "--execution-id", "cli_1"]
+        args += ["--circuit", circuit]
+        if circuit == "CX06":
+            args += ["--output-file", str(asset)]
+        assert _run(args, tmp_path).returncode == 0
 
     sent = _run(
         [

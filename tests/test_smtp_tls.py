@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import ssl
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from tests.smtp_sink import RecordingHandler
+from tools.dev_smtp_server import LocalSMTPServer
 from tools.providers.base import OutgoingEmail, PermanentProviderError
 from tools.providers.smtp import SMTPProvider
 
@@ -87,98 +89,63 @@ def _email() -> OutgoingEmail:
     )
 
 
-def test_starttls_with_login_delivers_over_an_encrypted_session(certificate):
+@pytest.fixture
+def tls_server(certificate: tuple[Path, Path]) -> Iterator[Callable[..., LocalSMTPServer]]:
+    """Starts aiosmtpd with STARTTLS (login required over TLS) or implicit TLS."""
+    started: list[LocalSMTPServer] = []
+
+    def start(handler: RecordingHandler, *, starttls: bool) -> LocalSMTPServer:
+        context = _server_context(certificate)
+        if starttls:
+            options = {"tls_context": context, "require_starttls": True, "auth_require_tls": True}
+        else:
+            options = {"ssl_context": context, "auth_require_tls": False}
+        server = LocalSMTPServer(handler, authenticator=_authenticator, **options)
+        server.start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+def _provider(server: LocalSMTPServer, certificate: tuple[Path, Path] | None, **kw: Any):
+    context = _trusting(certificate) if certificate else None
+    return SMTPProvider("127.0.0.1", server.port, tls_context=context, timeout=5, **kw)
+
+
+def test_starttls_with_login_delivers_over_an_encrypted_session(certificate, tls_server):
     handler = RecordingHandler()
-    server = _tls_sink(handler, certificate, starttls=True)
-    try:
-        provider = SMTPProvider(
-            "127.0.0.1",
-            server.port,
-            use_tls=True,
-            username="mailer",
-            password="s3cret",
-            tls_context=_trusting(certificate),
-        )
+    server = tls_server(handler, starttls=True)
+    provider = _provider(server, certificate, use_tls=True, username="mailer", password="s3cret")
+    provider.send(_email())
+    provider.close()
+    assert [m.tls for m in handler.messages] == [True]
+
+
+def test_implicit_tls_delivers(certificate, tls_server):
+    handler = RecordingHandler()
+    provider = _provider(tls_server(handler, starttls=False), certificate, use_ssl=True)
+    provider.send(_email())
+    provider.close()
+    assert [m.tls for m in handler.messages] == [True]
+
+
+def test_an_untrusted_certificate_is_refused_and_nothing_is_sent(tls_server):
+    handler = RecordingHandler()
+    provider = _provider(tls_server(handler, starttls=True), None, use_tls=True)  # system CAs
+    with pytest.raises(PermanentProviderError, match="certificate"):
         provider.send(_email())
-        provider.close()
-    finally:
-        server.stop()
-    assert len(handler.messages) == 1
-    assert handler.tls_sessions == 1
-
-
-def test_implicit_tls_delivers(certificate):
-    handler = RecordingHandler()
-    server = _tls_sink(handler, certificate, starttls=False)
-    try:
-        provider = SMTPProvider(
-            "127.0.0.1", server.port, use_ssl=True, tls_context=_trusting(certificate)
-        )
-        provider.send(_email())
-        provider.close()
-    finally:
-        server.stop()
-    assert len(handler.messages) == 1
-
-
-def test_an_untrusted_certificate_is_refused_and_nothing_is_sent(certificate):
-    handler = RecordingHandler()
-    server = _tls_sink(handler, certificate, starttls=True)
-    try:
-        provider = SMTPProvider("127.0.0.1", server.port, use_tls=True)  # system CAs only
-        with pytest.raises(PermanentProviderError, match="certificate"):
-            provider.send(_email())
-    finally:
-        server.stop()
     assert handler.messages == []
 
 
-def test_a_wrong_password_is_a_permanent_failure(certificate):
+def test_a_wrong_password_is_a_permanent_failure(certificate, tls_server):
     handler = RecordingHandler()
-    server = _tls_sink(handler, certificate, starttls=True)
-    try:
-        provider = SMTPProvider(
-            "127.0.0.1",
-            server.port,
-            use_tls=True,
-            username="mailer",
-            password="wrong",
-            tls_context=_trusting(certificate),
-            timeout=5,
-        )
-        with pytest.raises(PermanentProviderError) as caught:
-            provider.send(_email())
-        assert caught.value.status_code == 535
-        assert "wrong" not in str(caught.value)
-    finally:
-        server.stop()
+    server = tls_server(handler, starttls=True)
+    provider = _provider(server, certificate, use_tls=True, username="mailer", password="wrong")
+    with pytest.raises(PermanentProviderError) as caught:
+        provider.send(_email())
+    assert caught.value.status_code == 535
+    assert "wrong" not in str(caught.value)
     assert handler.messages == []
-
-
-def _tls_sink(handler: RecordingHandler, certificate: tuple[Path, Path], *, starttls: bool):
-    from tools.dev_smtp_server import LocalSMTPServer
-
-    handler.tls_sessions = 0
-    original = handler.handle_DATA
-
-    async def counting_data(server: Any, session: Any, envelope: Any) -> str:
-        if session.ssl is not None:
-            handler.tls_sessions += 1
-        return await original(server, session, envelope)
-
-    handler.handle_DATA = counting_data  # type: ignore[method-assign]
-    context = _server_context(certificate)
-    if starttls:
-        server = LocalSMTPServer(
-            handler,
-            tls_context=context,
-            require_starttls=True,
-            authenticator=_authenticator,
-            auth_require_tls=True,
-        )
-    else:
-        server = LocalSMTPServer(
-            handler, ssl_context=context, authenticator=_authenticator, auth_require_tls=False
-        )
-    server.start()
-    return server

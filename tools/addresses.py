@@ -14,8 +14,7 @@ from tools.errors import ErrorCode, ToolFailure
 @dataclass(frozen=True)
 class CheckedAddress:
     normalized: str  # as email-validator normalises it (domain lower-cased, Unicode kept)
-    ascii_email: str | None  # the form to put on the wire; None when SMTPUTF8 is required
-    smtputf8: bool
+    wire: str  # the ASCII form for envelopes and headers (punycode domain)
 
     @property
     def key(self) -> str:
@@ -33,14 +32,14 @@ def check_address(address: str, *, check_deliverability: bool, field: str) -> Ch
         info = _validate(address, check_deliverability=check_deliverability)
     except EmailNotValidError as error:
         raise ToolFailure(ErrorCode.INVALID_RECIPIENT, f"{field}: {error}", field=field) from None
-    if info.smtputf8:
+    if info.smtputf8 or info.ascii_email is None:
         raise ToolFailure(
             ErrorCode.INVALID_RECIPIENT,
             f"{field}: addresses with a non-ASCII local part need SMTPUTF8, "
             "which this service does not send",
             field=field,
         )
-    return CheckedAddress(info.normalized, info.ascii_email, info.smtputf8)
+    return CheckedAddress(info.normalized, info.ascii_email)
 
 
 def describe_address(email: str, *, check_deliverability: bool) -> dict[str, Any]:

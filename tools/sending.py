@@ -29,6 +29,7 @@ from tools import clock, send_queries
 from tools.addresses import CheckedAddress, check_address
 from tools.attachments import load_attachments
 from tools.circuits import CircuitState, circuit_state, content_hash
+from tools.clock import iso
 from tools.errors import ErrorCode, ToolFailure, echo
 from tools.providers.base import Attachment, OutgoingEmail
 from tools.providers.chain import DeliveryOutcome
@@ -72,14 +73,6 @@ class _Send:
 class _Duplicate(Exception):
     def __init__(self, email_id: str) -> None:
         self.email_id = email_id
-
-
-def _iso(value: Any) -> str | None:
-    return value.isoformat() if value is not None else None
-
-
-def _wire(address: CheckedAddress) -> str:
-    return address.ascii_email or address.normalized
 
 
 def send_email(
@@ -147,7 +140,7 @@ def send_email(
         return _blocked_result(arguments, failure, circuits)
     if scheduled:
         log.info("email scheduled", extra=_log_fields(row))
-        return _row_result(row, circuits, message=f"Email scheduled for {_iso(row.scheduled_for)}")
+        return _row_result(row, circuits, message=f"Email scheduled for {iso(row.scheduled_for)}")
     return _deliver(runtime, send, row)
 
 
@@ -443,9 +436,9 @@ def _outgoing(runtime: Runtime, send: _Send) -> OutgoingEmail:
         message_id=_message_id(send),
         sender_email=workspace.sender_email,
         sender_name=workspace.sender_name,
-        to=_wire(send.to),
-        cc=tuple(_wire(a) for a in send.cc),
-        bcc=tuple(_wire(a) for a in send.bcc),
+        to=send.to.wire,
+        cc=tuple(a.wire for a in send.cc),
+        bcc=tuple(a.wire for a in send.bcc),
         subject=send.asset.subject,
         html=content.html,
         text=content.text,
@@ -561,7 +554,7 @@ def _execution_result(row: EmailExecution) -> dict[str, Any] | None:
         "sent": row.sent,
         "provider": row.provider,
         "provider_message_id": row.provider_message_id,
-        "sent_at": _iso(row.sent_at),
+        "sent_at": iso(row.sent_at),
         "retry_count": row.retry_count,
         "attempts": row.attempt_number,
     }
@@ -584,7 +577,7 @@ def _row_result(
         "circuit_execution_id": row.circuit_execution_id,
     }
     if row.scheduled_for is not None:
-        result["scheduled_for"] = _iso(row.scheduled_for)
+        result["scheduled_for"] = iso(row.scheduled_for)
     execution = _execution_result(row)
     if execution is not None:
         result["execution_result"] = execution

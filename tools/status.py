@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from persistence import DeliveryAttempt, EmailExecution, EmailMetrics
+from tools.clock import iso
 from tools.errors import ErrorCode, ToolFailure, echo
 from tools.runtime import get_runtime
 from tools.schemas import GetEmailStatusArgs, parse
@@ -23,10 +24,6 @@ def engagement_dict(metrics: EmailMetrics | None) -> dict[str, Any] | None:
         at = getattr(metrics, f"{name}_at")
         result[f"{name}_at"] = at.isoformat() if at else None
     return result
-
-
-def _iso(value: Any) -> str | None:
-    return value.isoformat() if value is not None else None
 
 
 def get_email_status(email_id: str, workspace_id: str | None = None) -> dict[str, Any]:
@@ -64,9 +61,9 @@ def get_email_status(email_id: str, workspace_id: str | None = None) -> dict[str
         "subject": row.subject,
         "provider": row.provider,
         "provider_message_id": row.provider_message_id,
-        "sent_at": _iso(row.sent_at),
-        "scheduled_for": _iso(row.scheduled_for),
-        "last_updated": _iso(row.updated_at),
+        "sent_at": iso(row.sent_at),
+        "scheduled_for": iso(row.scheduled_for),
+        "last_updated": iso(row.updated_at),
         "delivery_attempts": attempts or 0,
         "retry_count": row.retry_count,
         "last_error": row.last_error,

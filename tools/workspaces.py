@@ -48,7 +48,7 @@ def create_workspace(
     workspace = Workspace(
         id=str(uuid.uuid4()),
         name=args.name,
-        sender_email=sender.ascii_email or sender.normalized,
+        sender_email=sender.wire,
         sender_name=args.sender_name,
         postal_address=args.postal_address.strip(),
         rate_limit_per_hour=args.rate_limit_per_hour,

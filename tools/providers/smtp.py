@@ -1,4 +1,4 @@
-"""SMTP delivery through a Flask-Mail connection, one reused connection per worker thread.
+"""SMTP delivery through Flask-Mail connections, reused from a small idle pool.
 
 Flask-Mail supplies the connection: its settings (`MAIL_*`), connect, STARTTLS or implicit
 TLS, and login. Its message layer is not used, for three reasons:
