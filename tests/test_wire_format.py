@@ -146,3 +146,26 @@ def test_long_and_international_headers_stay_within_the_line_limit(smtp_sink, ru
     assert str(make_header(decode_header(raw_from.rsplit(" <", 1)[0]))) == name.strip()
     assert not re.search(rb"List-Unsubscribe: *\r\n", headers)  # first line is not empty
     assert len(message["Cc"].addresses) == 40
+
+
+@pytest.mark.parametrize(
+    "tricky",
+    [
+        "trailing space \nand tab\t\nend",
+        ".\n.leading dot\nFrom the start\n",
+        "a=b =3D ==\n" + "x" * 300 + "=\n",
+        "𝔘𝔫𝔦𝔠𝔬𝔡𝔢 ✓ émoji 🎉 " * 40,
+    ],
+    ids=["line-end-whitespace", "dots-and-from", "equals-and-long-line", "non-bmp"],
+)
+def test_body_text_survives_quoted_printable_exactly(workspace, smtp_sink, runtime, tricky):
+    asset = {**ASSET, "text_body": tricky, "html_body": f"<pre>{tricky}</pre>"}
+    result = send(workspace, final_asset=asset)
+
+    assert result["status"] == "sent", result
+    raw = smtp_sink.messages[0].data
+    body = raw.split(b"\r\n\r\n", 1)[1]
+    assert max(len(line) for line in _lines(body)) <= 76  # the quoted-printable limit
+    message = parse_message(raw)
+    assert tricky in body_of(message, "plain")
+    assert f"<pre>{tricky}</pre>" in body_of(message, "html")

@@ -9,6 +9,7 @@ rejected before anything reaches this module.
 
 from __future__ import annotations
 
+import binascii
 import uuid
 from datetime import datetime
 from email import charset as email_charset
@@ -16,7 +17,7 @@ from email.charset import Charset
 from email.header import Header
 from email.mime.application import MIMEApplication
 from email.mime.multipart import MIMEMultipart
-from email.mime.text import MIMEText
+from email.mime.nonmultipart import MIMENonMultipart
 from email.policy import compat32
 from email.utils import format_datetime, formataddr
 from typing import Any
@@ -81,6 +82,16 @@ def _address_header(name: str | None, address: str) -> str | Header:
     return header
 
 
+def _text_part(body: str, subtype: str) -> MIMENonMultipart:
+    """A UTF-8 quoted-printable text part, encoded by `binascii` (C) rather than the pure
+    Python encoder `MIMEText` uses: the same output standard (RFC 2045, lines of at most 76
+    characters), at about a tenth of the cost."""
+    part = MIMENonMultipart("text", subtype, charset="utf-8")
+    part["Content-Transfer-Encoding"] = "quoted-printable"
+    part.set_payload(binascii.b2a_qp(body.encode("utf-8"), istext=True).decode("ascii"))
+    return part
+
+
 def _boundary() -> str:
     # "=_" cannot occur in quoted-printable or base64 text, so no part can contain this line;
     # without one, the generator compiles a regex per multipart to search for a safe boundary.
@@ -90,8 +101,8 @@ def _boundary() -> str:
 def build_mime(email: OutgoingEmail, date: datetime) -> bytes:
     """The message as it goes on the wire (CRLF line endings). Bcc is never a header."""
     body = MIMEMultipart("alternative", boundary=_boundary())
-    body.attach(MIMEText(email.text, "plain", _UTF8_QP))
-    body.attach(MIMEText(email.html, "html", _UTF8_QP))
+    body.attach(_text_part(email.text, "plain"))
+    body.attach(_text_part(email.html, "html"))
     root = body
     if email.attachments:
         root = MIMEMultipart("mixed", boundary=_boundary())
