@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
+from urllib.parse import urlsplit
 
 from sqlalchemy.engine import make_url
 
@@ -63,6 +64,17 @@ class Settings:
     timeout_seconds: float = 30.0
     max_retries: int = 2
     retry_initial_delay: float = 2.0
+    retry_max_delay: float = 60.0  # cap on any one wait, Retry-After included
+    # HTTP API providers: each is in the chain (SendGrid -> Resend -> SMTP) when its key is set.
+    sendgrid_api_key: str | None = field(default=None, repr=False)
+    sendgrid_api_base_url: str = "https://api.sendgrid.com"
+    resend_api_key: str | None = field(default=None, repr=False)
+    resend_api_base_url: str = "https://api.resend.com"
+    # CX08 self-correction.
+    breaker_failure_threshold: int = 5
+    breaker_window_seconds: float = 300.0
+    breaker_cooldown_seconds: float = 300.0
+    reschedule_delay_seconds: float = 900.0
     # Content and links.
     public_base_url: str = "http://localhost:8080"
     unsubscribe_mailto: str | None = None
@@ -77,7 +89,12 @@ class Settings:
 
     @property
     def uses_dev_smtp_server(self) -> bool:
-        return self.smtp_server is None
+        """With no provider configured at all, mail goes to the embedded development server.
+
+        Never as a fallback behind a real provider: a send that "succeeds" into a local folder
+        would look delivered.
+        """
+        return self.smtp_server is None and not (self.sendgrid_api_key or self.resend_api_key)
 
     @property
     def database_url_for_display(self) -> str:
@@ -140,6 +157,23 @@ def _str(env: Mapping[str, str], default: str | None, *names: str) -> str | None
     return default if found is None else found[1]
 
 
+_LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
+
+
+def _api_base_url(env: Mapping[str, str], default: str, name: str) -> str:
+    """An API base URL: https, or http only to this machine (local fakes), so that an API key
+    never crosses a network in clear text."""
+    url = (_str(env, default, name) or default).rstrip("/")
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError:
+        host = None
+    if host and (parts.scheme == "https" or (parts.scheme == "http" and host in _LOOPBACK_HOSTS)):
+        return url
+    raise SettingsError(f"{name} must be an https URL (http only to localhost)")
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Build `Settings` from environment variables (default: `os.environ`).
 
@@ -192,6 +226,17 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         timeout_seconds=_float(env, 30.0, "EMAIL_TIMEOUT"),
         max_retries=_int(env, 2, "EMAIL_MAX_RETRIES"),
         retry_initial_delay=_float(env, 2.0, "EMAIL_RETRY_INITIAL_DELAY"),
+        retry_max_delay=_float(env, 60.0, "EMAIL_RETRY_MAX_DELAY"),
+        sendgrid_api_key=_str(env, None, "SENDGRID_API_KEY"),
+        sendgrid_api_base_url=_api_base_url(
+            env, Settings.sendgrid_api_base_url, "SENDGRID_API_BASE_URL"
+        ),
+        resend_api_key=_str(env, None, "RESEND_API_KEY"),
+        resend_api_base_url=_api_base_url(env, Settings.resend_api_base_url, "RESEND_API_BASE_URL"),
+        breaker_failure_threshold=_int(env, 5, "EMAIL_BREAKER_FAILURES", minimum=1),
+        breaker_window_seconds=_float(env, 300.0, "EMAIL_BREAKER_WINDOW_SECONDS"),
+        breaker_cooldown_seconds=_float(env, 300.0, "EMAIL_BREAKER_COOLDOWN_SECONDS"),
+        reschedule_delay_seconds=_float(env, 900.0, "EMAIL_RESCHEDULE_DELAY_SECONDS"),
         public_base_url=base_url,
         unsubscribe_mailto=_str(env, None, "EMAIL_UNSUBSCRIBE_MAILTO"),
         unsubscribe_token_max_age_days=_int(

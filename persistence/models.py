@@ -122,6 +122,8 @@ class EmailExecution(Base):
     content_hash: Mapped[str] = mapped_column(String(64))
     message_id: Mapped[str] = mapped_column(String(400))
     # scheduled -> sending -> sent | failed; scheduled -> blocked when a later check fails.
+    # CX08 (tools/self_correction.py) turns a total failure into scheduled (once), then
+    # escalated; an unconfirmed hand-over is escalated at once.
     status: Mapped[str] = mapped_column(String(20))
     sent: Mapped[bool] = mapped_column(Boolean, default=False)
     provider: Mapped[str | None] = mapped_column(String(32))
@@ -132,6 +134,8 @@ class EmailExecution(Base):
     reserved_at: Mapped[datetime | None]
     attempt_number: Mapped[int] = mapped_column(Integer, default=0)
     retry_count: Mapped[int] = mapped_column(Integer, default=0)
+    # Delivery rounds CX08 has added after a total failure (at most one; then it escalates).
+    reschedule_count: Mapped[int] = mapped_column(Integer, server_default="0", default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
     error_code: Mapped[str | None] = mapped_column(String(40))
     created_at: Mapped[datetime]
@@ -148,7 +152,8 @@ class DeliveryAttempt(Base):
     workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id"))
     provider: Mapped[str] = mapped_column(String(32))
     attempt_number: Mapped[int] = mapped_column(Integer)
-    outcome: Mapped[str] = mapped_column(String(20))  # sent | transient_error | permanent_error
+    # sent | transient_error | permanent_error | ambiguous (may have been delivered)
+    outcome: Mapped[str] = mapped_column(String(20))
     status_code: Mapped[int | None] = mapped_column(Integer)
     error: Mapped[str | None] = mapped_column(Text)
     latency_ms: Mapped[float] = mapped_column()
@@ -224,6 +229,24 @@ class SelfCorrectionAction(Base):
     reason: Mapped[str] = mapped_column(Text)
     inputs: Mapped[dict[str, Any]]
     created_at: Mapped[datetime]
+
+
+class ProviderBreaker(Base):
+    """CX08's circuit breaker for one provider, shared by every worker through the database.
+
+    Failures are counted in a window that starts with the first failure; reaching the
+    threshold opens the breaker until `open_until`. After that the provider is tried again:
+    a success closes the breaker, a failure opens it for another cool-down.
+    """
+
+    __tablename__ = "provider_breakers"
+
+    provider: Mapped[str] = mapped_column(String(32), primary_key=True)
+    state: Mapped[str] = mapped_column(String(10))  # closed | open
+    failures: Mapped[int] = mapped_column(Integer)
+    window_started_at: Mapped[datetime | None]
+    open_until: Mapped[datetime | None]
+    updated_at: Mapped[datetime]
 
 
 # Read-only CRM context (seed 001). The service reads these, filtered by workspace; it never writes.

@@ -9,6 +9,7 @@ from tools.circuits import record_circuit_result, validate_circuits
 from tools.errors import ToolFailure, echo
 from tools.runtime import configure, get_runtime, shutdown
 from tools.schemas import TOOL_SCHEMAS, ValidateEmailArgs, parse
+from tools.self_correction import self_correct
 from tools.sending import send_due_emails, send_email
 from tools.status import get_email_status
 from tools.suppression import is_suppressed, suppress, unsubscribe
@@ -40,6 +41,7 @@ __all__ = [
     "get_runtime",
     "is_suppressed",
     "record_circuit_result",
+    "self_correct",
     "send_due_emails",
     "send_email",
     "shutdown",

@@ -21,6 +21,8 @@ class ErrorCode(StrEnum):
     RECIPIENT_THROTTLED = "recipient_throttled"
     DUPLICATE_SEND = "duplicate_send"
     ALL_PROVIDERS_FAILED = "all_providers_failed"
+    DELIVERY_UNCONFIRMED = "delivery_unconfirmed"  # handed over, no answer: maybe delivered
+    INTERNAL_ERROR = "internal_error"
     NOT_FOUND = "not_found"
 
 

@@ -16,7 +16,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from persistence import make_engine, make_session_factory, upgrade_to_head
 from settings import Settings, load_settings
 from tools.dev_smtp_server import LocalSMTPServer, OutboxHandler
+from tools.providers.base import Provider
 from tools.providers.chain import DeliveryChain
+from tools.providers.resend import ResendProvider
+from tools.providers.sendgrid import SendGridProvider
 from tools.providers.smtp import SMTPProvider
 from tools.unsubscribe_tokens import UnsubscribeTokens, resolve_signing_secret
 
@@ -37,18 +40,44 @@ class Runtime:
         )
         self.dev_server: LocalSMTPServer | None = None
         self.outbox: OutboxHandler | None = None
+        if not settings.public_base_url.startswith("https://"):
+            log.warning("EMAIL_PUBLIC_BASE_URL is not https; one-click unsubscribe needs https")
+        self.delivery = DeliveryChain(
+            self._providers(settings),
+            max_retries=settings.max_retries,
+            initial_delay=settings.retry_initial_delay,
+            max_delay=settings.retry_max_delay,
+        )
+
+    def _providers(self, settings: Settings) -> list[Provider]:
+        """The configured providers in fallback order: SendGrid, Resend, SMTP."""
+        providers: list[Provider] = []
+        if settings.sendgrid_api_key:
+            providers.append(
+                SendGridProvider(
+                    settings.sendgrid_api_key,
+                    settings.sendgrid_api_base_url,
+                    timeout=settings.timeout_seconds,
+                )
+            )
+        if settings.resend_api_key:
+            providers.append(
+                ResendProvider(
+                    settings.resend_api_key,
+                    settings.resend_api_base_url,
+                    timeout=settings.timeout_seconds,
+                )
+            )
         host, port = settings.smtp_server, settings.smtp_port
         use_tls, use_ssl = settings.smtp_use_tls, settings.smtp_use_ssl
-        if host is None:
+        if settings.uses_dev_smtp_server:
             self.outbox = OutboxHandler(settings.outbox_dir)
             self.dev_server = LocalSMTPServer(self.outbox)
             self.dev_server.start()
             host, port, use_tls, use_ssl = "127.0.0.1", self.dev_server.port, False, False
             log.info("embedded development SMTP server started", extra={"port": port})
-        if not settings.public_base_url.startswith("https://"):
-            log.warning("EMAIL_PUBLIC_BASE_URL is not https; one-click unsubscribe needs https")
-        self.delivery = DeliveryChain(
-            [
+        if host is not None:
+            providers.append(
                 SMTPProvider(
                     host,
                     port,
@@ -58,10 +87,8 @@ class Runtime:
                     password=settings.smtp_password,
                     timeout=settings.timeout_seconds,
                 )
-            ],
-            max_retries=settings.max_retries,
-            initial_delay=settings.retry_initial_delay,
-        )
+            )
+        return providers
 
     def close(self) -> None:
         self.delivery.close()

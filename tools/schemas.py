@@ -68,6 +68,16 @@ def _no_line_breaks(value: str) -> str:
     return value
 
 
+_TAG = r"^[A-Za-z0-9_-]{1,100}$"
+_TAG_RE = re.compile(_TAG)
+
+
+def _tag(value: str) -> str:
+    if not _TAG_RE.match(value):
+        raise PydanticCustomError("invalid_tag", "a tag is 1-100 ASCII letters, digits, '_' or '-'")
+    return value
+
+
 def _schedule_input(value: Any) -> Any:
     # Lax datetime parsing would read a number as a Unix timestamp; only ISO text is meant.
     if value is not None and not isinstance(value, str | datetime):
@@ -133,8 +143,15 @@ class FinalAsset(_Args):
     html_body: Annotated[str, Field(min_length=1)]
     text_body: str | None = None
     cta_url: Annotated[str, Field(max_length=2048), AfterValidator(_http_url)] | None = None
+    # A form every provider takes as it is: SendGrid categories, Resend tag names.
     tags: Annotated[
-        list[Annotated[HeaderText, Field(min_length=1, max_length=255)]], Field(max_length=MAX_TAGS)
+        list[
+            Annotated[HeaderText, AfterValidator(_tag), Field(json_schema_extra={"pattern": _TAG})]
+        ],
+        Field(
+            max_length=MAX_TAGS,
+            description="At most 10; ASCII letters, digits, '_' and '-', 1-100 characters each",
+        ),
     ] = []
 
     @model_validator(mode="after")
@@ -240,6 +257,11 @@ class GetEmailStatusArgs(_Args):
     ] = None
 
 
+class SelfCorrectArgs(GetEmailStatusArgs):
+    """CX08's decision for a failed email (reschedule, escalate or none), with its reason and
+    every self-correction action taken for it."""
+
+
 class SuppressArgs(_Args):
     """Add an address to a workspace's suppression list."""
 
@@ -319,6 +341,7 @@ TOOL_SCHEMAS: dict[str, dict[str, Any]] = {
         "validate_email": ValidateEmailArgs,
         "send_email": SendEmailArgs,
         "get_email_status": GetEmailStatusArgs,
+        "self_correct": SelfCorrectArgs,
         "suppress": SuppressArgs,
         "is_suppressed": IsSuppressedArgs,
         "unsubscribe": UnsubscribeArgs,

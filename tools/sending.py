@@ -18,14 +18,14 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, select
 from sqlalchemy.exc import IntegrityError
 
 from persistence import EmailExecution
-from tools import clock, send_queries
+from tools import clock, self_correction, send_queries
 from tools.addresses import CheckedAddress, check_address
 from tools.attachments import load_attachments
 from tools.circuits import CircuitState, circuit_state, content_hash
@@ -127,6 +127,7 @@ def send_email(
                     circuits,
                 )
                 row = _reserve(runtime, conn, send, status="scheduled" if scheduled else "sending")
+                breakers = self_correction.open_breakers(conn)
         except IntegrityError:
             # Only reachable if rows were written around the lock: still one send.
             raise _Duplicate(_existing_id(runtime, args, to)) from None
@@ -141,7 +142,7 @@ def send_email(
     if scheduled:
         log.info("email scheduled", extra=_log_fields(row))
         return _row_result(row, circuits, message=f"Email scheduled for {iso(row.scheduled_for)}")
-    return _deliver(runtime, send, row)
+    return _deliver(runtime, send, row, breakers)
 
 
 def _check_inputs(
@@ -255,6 +256,7 @@ def _reserve(runtime: Runtime, conn: Connection, send: _Send, *, status: str) ->
         "reserved_at": now if status == "sending" else None,
         "attempt_number": 0,
         "retry_count": 0,
+        "reschedule_count": 0,
         "last_error": None,
         "error_code": None,
         "created_at": now,
@@ -349,6 +351,7 @@ def _send_scheduled(runtime: Runtime, email_id: str) -> str:
             )
             if claimed.rowcount != 1:
                 return "skipped"  # another worker took it first
+            breakers = self_correction.open_breakers(conn)
     except ToolFailure as failure:
         if failure.code in (ErrorCode.RATE_LIMIT_EXCEEDED, ErrorCode.RECIPIENT_THROTTLED):
             return "deferred"
@@ -368,7 +371,7 @@ def _send_scheduled(runtime: Runtime, email_id: str) -> str:
             extra={"email_id": email_id, "error_code": failure.code.value},
         )
         return "blocked"
-    result = _deliver(runtime, send, row)
+    result = _deliver(runtime, send, row, breakers)
     return "sent" if result["status"] == "sent" else "failed"
 
 
@@ -418,7 +421,7 @@ def _check_policy(runtime: Runtime, conn: Connection, send: _Send, *, limits: bo
         )
 
 
-def _outgoing(runtime: Runtime, send: _Send) -> OutgoingEmail:
+def _outgoing(runtime: Runtime, send: _Send, delivery_round: int) -> OutgoingEmail:
     workspace = send.workspace
     token = runtime.tokens.make(workspace.id, send.to.key, send.email_id)
     https_link = f"{runtime.settings.public_base_url}/api/email/unsubscribe?token={token}"
@@ -432,7 +435,9 @@ def _outgoing(runtime: Runtime, send: _Send) -> OutgoingEmail:
     return OutgoingEmail(
         email_id=send.email_id,
         workspace_id=workspace.id,
-        idempotency_key=f"{workspace.id}:{send.args.circuit_execution_id}:{send.to.key}",
+        # One key per delivery round: a round re-renders (a fresh unsubscribe token), and a
+        # provider refuses one key with a different body.
+        idempotency_key=f"{send.email_id}.{delivery_round}",
         message_id=_message_id(send),
         sender_email=workspace.sender_email,
         sender_name=workspace.sender_name,
@@ -451,25 +456,42 @@ def _outgoing(runtime: Runtime, send: _Send) -> OutgoingEmail:
     )
 
 
-def _deliver(runtime: Runtime, send: _Send, row: EmailExecution) -> dict[str, Any]:
+def _deliver(
+    runtime: Runtime, send: _Send, row: EmailExecution, breakers: dict[str, datetime]
+) -> dict[str, Any]:
     """Render, hand over, record. The row already says `sending`, so a crash leaves a trace."""
+    skip = self_correction.cooling_down(breakers, clock.utcnow())
     try:
-        outcome = runtime.delivery.deliver(_outgoing(runtime, send))
+        outcome = runtime.delivery.deliver(
+            _outgoing(runtime, send, row.reschedule_count),
+            skip=skip,
+            first_attempt_number=row.attempt_number + 1,
+        )
+        if not outcome.attempts:
+            outcome.last_error = f"every provider is cooling down ({', '.join(sorted(skip))})"
     except Exception as error:
-        crashed = DeliveryOutcome(sent=False, last_error=f"internal error: {type(error).__name__}")
-        _record(runtime, send, row, crashed, error_code="internal_error")
+        # Whether the message was handed over is unknown: CX08 escalates, never resends.
+        crashed = DeliveryOutcome(
+            sent=False, ambiguous=True, last_error=f"internal error: {type(error).__name__}"
+        )
+        _record(runtime, send, row, crashed, breakers, error_code=ErrorCode.INTERNAL_ERROR)
         raise
-    _record(runtime, send, row, outcome)
+    decision = _record(runtime, send, row, outcome, breakers)
     if outcome.sent:
         log.info("email sent", extra=_log_fields(row))
         return _row_result(row, send.circuits, message=f"Email sent via {row.provider}")
-    log.error("all providers failed", extra=_log_fields(row))
-    return _row_result(
+    assert decision is not None
+    log.error("delivery failed", extra={**_log_fields(row), "cx08_action": decision.action})
+    result = _row_result(
         row,
         send.circuits,
-        message="Sending failed on every provider",
-        error={"code": ErrorCode.ALL_PROVIDERS_FAILED.value, "message": outcome.last_error},
+        message=f"Sending failed; CX08: {decision.reason}",
+        error={"code": row.error_code, "message": outcome.last_error},
     )
+    if outcome.skipped:
+        result["providers_skipped"] = outcome.skipped
+    result["self_correction"] = decision.as_dict()
+    return result
 
 
 def _record(
@@ -477,10 +499,16 @@ def _record(
     send: _Send,
     row: EmailExecution,
     outcome: DeliveryOutcome,
-    error_code: str = ErrorCode.ALL_PROVIDERS_FAILED.value,
-) -> None:
-    """Store the outcome, every attempt and (when sent) the metrics row; update `row` to match."""
+    breakers: dict[str, datetime],
+    error_code: ErrorCode | None = None,
+) -> self_correction.Decision | None:
+    """Store the outcome, every attempt, the metrics row (when sent) and provider health; on
+    failure, CX08's decision. Updates `row` to match and returns the decision, if any."""
     now = clock.utcnow()
+    if error_code is None and not outcome.sent:
+        error_code = (
+            ErrorCode.DELIVERY_UNCONFIRMED if outcome.ambiguous else ErrorCode.ALL_PROVIDERS_FAILED
+        )
     values: dict[str, Any] = {
         "status": "sent" if outcome.sent else "failed",
         "sent": outcome.sent,
@@ -488,13 +516,32 @@ def _record(
         or (outcome.attempts[-1].provider if outcome.attempts else None),
         "provider_message_id": outcome.provider_message_id,
         "sent_at": now if outcome.sent else None,
-        "attempt_number": len(outcome.attempts),
+        "attempt_number": row.attempt_number + len(outcome.attempts),
         "retry_count": outcome.retry_count,
         "last_error": outcome.last_error,
-        "error_code": None if outcome.sent else error_code,
+        "error_code": None if error_code is None else error_code.value,
         "updated_at": now,
     }
+    decision = None
     with runtime.engine.begin() as conn:
+        if not outcome.sent:
+            decision = self_correction.decide_after_failure(
+                conn,
+                runtime.settings,
+                outcome,
+                workspace_id=send.workspace.id,
+                execution_id=send.email_id,
+                reschedule_count=row.reschedule_count,
+                now=now,
+            )
+            values["status"] = decision.status
+            if decision.action == "reschedule":
+                # The slot in the hourly limit is given back; the worker takes a new one.
+                values.update(
+                    scheduled_for=decision.scheduled_for,
+                    reserved_at=None,
+                    reschedule_count=row.reschedule_count + 1,
+                )
         conn.execute(send_queries.UPDATE_EXECUTION, {"b_id": send.email_id, **values})
         if outcome.attempts:
             conn.execute(
@@ -514,6 +561,15 @@ def _record(
                     }
                     for attempt in outcome.attempts
                 ],
+            )
+            self_correction.record_provider_health(
+                conn,
+                runtime.settings,
+                outcome,
+                breakers,
+                workspace_id=send.workspace.id,
+                execution_id=send.email_id,
+                now=now,
             )
         if outcome.sent:
             conn.execute(
@@ -536,6 +592,7 @@ def _record(
             )
     for name, value in values.items():
         setattr(row, name, value)
+    return decision
 
 
 def _log_fields(row: EmailExecution) -> dict[str, Any]:

@@ -24,7 +24,7 @@ class OutgoingEmail:
 
     email_id: str
     workspace_id: str
-    idempotency_key: str
+    idempotency_key: str  # the same for every attempt of one delivery round
     message_id: str  # RFC 5322 Message-ID, angle brackets included
     sender_email: str
     sender_name: str | None
@@ -43,20 +43,39 @@ class OutgoingEmail:
         return [self.to, *self.cc, *self.bcc]
 
 
+@dataclass(frozen=True)
+class Accepted:
+    """The provider took the message. `status_code` is its HTTP or SMTP reply code."""
+
+    message_id: str | None
+    status_code: int | None = None
+
+
 class ProviderError(Exception):
-    """A provider did not take the message. `status_code` is the HTTP or SMTP reply code."""
+    """A provider did not take the message. `status_code` is the HTTP or SMTP reply code.
+
+    `provider_fault` says the failure is the provider's (overloaded, down, refusing our
+    credentials) rather than this message's; only those count toward CX08's circuit breaker.
+    """
 
     retryable: bool = False
-    # The provider may have taken the message: trying again, here or elsewhere, could deliver
-    # it twice.
+    # The provider may have taken the message: trying again elsewhere could deliver it twice.
     ambiguous: bool = False
 
     def __init__(
-        self, message: str, *, status_code: int | None = None, retry_after: float | None = None
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        retry_after: float | None = None,
+        provider_fault: bool | None = None,
     ) -> None:
         super().__init__(message)
         self.status_code = status_code
         self.retry_after = retry_after
+        if provider_fault is None:
+            provider_fault = self.retryable or self.ambiguous
+        self.provider_fault = provider_fault
 
 
 class RetryableProviderError(ProviderError):
@@ -72,9 +91,10 @@ class PermanentProviderError(ProviderError):
 
 
 class AmbiguousDeliveryError(ProviderError):
-    """The connection failed after the message was handed over: it may have been delivered.
+    """The request reached the provider but no answer came back: it may have been delivered.
 
-    Not retried anywhere, so that an email is never delivered twice.
+    Never followed by another provider. Retried only on a provider whose idempotency key makes
+    a repeat harmless (`Provider.idempotent`).
     """
 
     retryable = False
@@ -85,10 +105,13 @@ class Provider(ABC):
     """One way of handing a message over. Implementations must be safe to call from threads."""
 
     name: str
+    # True when the provider de-duplicates on `OutgoingEmail.idempotency_key`, so the same
+    # request sent again after an unanswered one cannot deliver a second copy.
+    idempotent: bool = False
 
     @abstractmethod
-    def send(self, email: OutgoingEmail) -> str:
-        """Hand `email` over and return the provider's message id, or raise `ProviderError`."""
+    def send(self, email: OutgoingEmail) -> Accepted:
+        """Hand `email` over, or raise `ProviderError` saying why not."""
 
     def close(self) -> None:  # noqa: B027 - most providers hold nothing to release
         """Release connections. Called once when the runtime shuts down."""

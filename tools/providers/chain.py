@@ -1,15 +1,18 @@
 """Hands a message to the configured providers in order, retrying transient failures.
 
-Each provider gets `max_retries` retries with exponential backoff (initial delay, doubling) on
-retryable errors; a permanent error moves straight to the next provider. Every call is recorded
-as an `AttemptRecord` so the audit trail shows what was tried and how it went.
+Each provider gets `max_retries` retries with exponential backoff (initial delay, doubling, or
+the provider's own wait when longer, capped at `max_delay`) on retryable errors; a permanent
+error moves straight to the next provider. An unanswered request (ambiguous) ends the chain:
+no other provider is tried, so the email cannot arrive twice. Only a provider that
+de-duplicates on the idempotency key is asked again. Every call is recorded as an
+`AttemptRecord`, so the audit trail shows what was tried and how it went.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
 from tools.providers.base import OutgoingEmail, Provider, ProviderError
@@ -25,6 +28,7 @@ class AttemptRecord:
     status_code: int | None
     error: str | None
     latency_ms: float
+    provider_fault: bool = False  # counts toward the provider's circuit breaker
 
 
 @dataclass
@@ -35,6 +39,9 @@ class DeliveryOutcome:
     retry_count: int = 0
     attempts: list[AttemptRecord] = field(default_factory=list)
     last_error: str | None = None
+    # The last request went unanswered: it may have been delivered.
+    ambiguous: bool = False
+    skipped: list[str] = field(default_factory=list)  # providers passed over (breaker open)
 
 
 def _failure_kind(error: ProviderError) -> str:
@@ -63,26 +70,44 @@ class DeliveryChain:
         self._max_delay = max_delay
         self._sleep = sleep
 
-    def deliver(self, email: OutgoingEmail) -> DeliveryOutcome:
+    @property
+    def names(self) -> list[str]:
+        return [provider.name for provider in self.providers]
+
+    def deliver(
+        self,
+        email: OutgoingEmail,
+        *,
+        skip: Collection[str] = (),
+        first_attempt_number: int = 1,
+    ) -> DeliveryOutcome:
+        """Try each provider not in `skip`; attempt numbers continue from `first_attempt_number`."""
         outcome = DeliveryOutcome(sent=False)
+        number = first_attempt_number
         for provider in self.providers:
+            if provider.name in skip:
+                outcome.skipped.append(provider.name)
+                continue
             for retry in range(self._max_retries + 1):
                 started = time.perf_counter()
                 try:
-                    message_id = provider.send(email)
+                    accepted = provider.send(email)
                 except ProviderError as error:
                     outcome.attempts.append(
                         AttemptRecord(
                             provider=provider.name,
-                            attempt_number=len(outcome.attempts) + 1,
+                            attempt_number=number,
                             outcome=_failure_kind(error),
                             status_code=error.status_code,
                             error=str(error),
                             latency_ms=(time.perf_counter() - started) * 1000,
+                            provider_fault=error.provider_fault,
                         )
                     )
+                    number += 1
                     outcome.last_error = f"{provider.name}: {error}"
                     outcome.retry_count = retry
+                    outcome.ambiguous = outcome.ambiguous or error.ambiguous
                     log.warning(
                         "provider attempt failed",
                         extra={
@@ -90,28 +115,33 @@ class DeliveryChain:
                             "workspace_id": email.workspace_id,
                             "provider": provider.name,
                             "retryable": error.retryable,
+                            "ambiguous": error.ambiguous,
                             "status_code": error.status_code,
                         },
                     )
-                    if error.ambiguous:
-                        return outcome  # it may have arrived: no retry, no other provider
-                    if not error.retryable or retry == self._max_retries:
+                    again = error.retryable or (error.ambiguous and provider.idempotent)
+                    if outcome.ambiguous and not (again and provider.idempotent):
+                        return outcome  # it may have arrived: nothing more, anywhere
+                    if not again or retry == self._max_retries:
+                        if outcome.ambiguous:
+                            return outcome
                         break
                     self._sleep(self._backoff(retry, error.retry_after))
                     continue
                 outcome.attempts.append(
                     AttemptRecord(
                         provider=provider.name,
-                        attempt_number=len(outcome.attempts) + 1,
+                        attempt_number=number,
                         outcome="sent",
-                        status_code=None,
+                        status_code=accepted.status_code,
                         error=None,
                         latency_ms=(time.perf_counter() - started) * 1000,
                     )
                 )
                 outcome.sent = True
+                outcome.ambiguous = False  # the idempotent provider answered at last
                 outcome.provider = provider.name
-                outcome.provider_message_id = message_id
+                outcome.provider_message_id = accepted.message_id
                 outcome.retry_count = retry
                 return outcome
         return outcome

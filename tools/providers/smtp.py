@@ -26,6 +26,7 @@ from flask_mail import Connection, Mail
 from tools import clock
 from tools.mime import build_mime
 from tools.providers.base import (
+    Accepted,
     AmbiguousDeliveryError,
     OutgoingEmail,
     PermanentProviderError,
@@ -67,6 +68,12 @@ def classify_smtp_error(error: Exception) -> ProviderError:
         retry = bool(codes) and all(400 <= c < 500 for c in codes)
         cls = RetryableProviderError if retry else PermanentProviderError
         return cls(f"SMTP recipients refused ({', '.join(map(str, codes))})", status_code=code)
+    if isinstance(error, smtplib.SMTPAuthenticationError):
+        return PermanentProviderError(
+            f"SMTP login refused ({error.smtp_code})",
+            status_code=error.smtp_code,
+            provider_fault=True,
+        )
     if isinstance(error, smtplib.SMTPResponseException):
         code = error.smtp_code
         reply = error.smtp_error
@@ -124,7 +131,7 @@ class SMTPProvider(Provider):
         self._idle: list[tuple[_VerifiedTimeoutConnection, float]] = []  # (connection, last use)
         self._lock = threading.Lock()
 
-    def send(self, email: OutgoingEmail) -> str:
+    def send(self, email: OutgoingEmail) -> Accepted:
         raw = build_mime(email, clock.utcnow())
         try:
             connection = self._acquire()
@@ -136,7 +143,7 @@ class SMTPProvider(Provider):
             self._close(connection)
             raise
         self._release(connection)
-        return email.message_id.strip("<>")
+        return Accepted(email.message_id.strip("<>"), 250)
 
     def _transfer(
         self, connection: _VerifiedTimeoutConnection, email: OutgoingEmail, raw: bytes
