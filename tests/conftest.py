@@ -19,6 +19,7 @@ from sqlalchemy.engine import make_url
 import tools
 from persistence import make_engine, upgrade_to_head
 from settings import Settings, load_settings
+from tests.fake_providers import FakeResend, FakeSendGrid
 from tests.smtp_sink import RecordingHandler, SMTPSink
 
 CIRCUITS = ("CX01", "CX02", "CX03", "CX04", "CX05")
@@ -38,6 +39,34 @@ def smtp_sink() -> Iterator[SMTPSink]:
     sink.start()
     yield sink
     sink.stop()
+
+
+@pytest.fixture
+def sendgrid_fake() -> Iterator[FakeSendGrid]:
+    """A local SendGrid v3 Mail Send that validates and records like the real one."""
+    fake = FakeSendGrid().start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def resend_fake() -> Iterator[FakeResend]:
+    """A local Resend `POST /emails`, Idempotency-Key semantics included."""
+    fake = FakeResend().start()
+    yield fake
+    fake.stop()
+
+
+def api_settings(
+    sendgrid: FakeSendGrid | None = None, resend: FakeResend | None = None
+) -> dict[str, Any]:
+    """Settings overrides that put the given fakes in the chain."""
+    values: dict[str, Any] = {}
+    if sendgrid is not None:
+        values.update(sendgrid_api_key=sendgrid.api_key, sendgrid_api_base_url=sendgrid.url)
+    if resend is not None:
+        values.update(resend_api_key=resend.api_key, resend_api_base_url=resend.url)
+    return values
 
 
 @pytest.fixture(scope="session")
