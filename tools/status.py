@@ -11,6 +11,7 @@ from tools.clock import iso
 from tools.errors import ErrorCode, ToolFailure, echo
 from tools.runtime import get_runtime
 from tools.schemas import GetEmailStatusArgs, parse
+from tools.self_correction import actions_for
 
 _ENGAGEMENT = ("delivered", "bounced", "opened", "clicked", "unsubscribed", "complained")
 
@@ -27,7 +28,7 @@ def engagement_dict(metrics: EmailMetrics | None) -> dict[str, Any] | None:
 
 
 def get_email_status(email_id: str, workspace_id: str | None = None) -> dict[str, Any]:
-    """Status, provider, attempts, last error and engagement of one email.
+    """Status, provider, attempts, last error, engagement and CX08 decisions of one email.
 
     With `workspace_id`, an email of another workspace is reported as not found.
     """
@@ -51,6 +52,7 @@ def get_email_status(email_id: str, workspace_id: str | None = None) -> dict[str
         metrics = session.scalars(
             select(EmailMetrics).where(EmailMetrics.execution_id == row.id)
         ).first()
+        corrections = actions_for(session.connection(), row.id)
     return {
         "email_id": row.id,
         "found": True,
@@ -69,4 +71,5 @@ def get_email_status(email_id: str, workspace_id: str | None = None) -> dict[str
         "last_error": row.last_error,
         "error_code": row.error_code,
         "engagement": engagement_dict(metrics),
+        "self_corrections": corrections,
     }

@@ -1,0 +1,195 @@
+"""The chain SendGrid -> Resend -> SMTP: fallback order, and never one execution twice."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+import tools
+from persistence import DeliveryAttempt, EmailExecution
+from tests.conftest import api_settings, make_settings, send
+from tests.fake_http import Drop, Reply, Slow
+
+SG_503 = Reply(503, {"errors": [{"message": "Service Unavailable", "field": None, "help": None}]})
+RS_429 = Reply(
+    429,
+    {"statusCode": 429, "message": "Too many requests", "name": "rate_limit_exceeded"},
+    {
+        "ratelimit-limit": "2",
+        "ratelimit-remaining": "0",
+        "ratelimit-reset": "1",
+        "retry-after": "0",
+    },
+)
+
+
+@pytest.fixture
+def chain(sendgrid_fake, resend_fake, smtp_sink, sqlite_url, tmp_path):
+    """All three providers configured; returns a function that (re)configures with overrides."""
+
+    def configure(**overrides: Any) -> dict[str, Any]:
+        tools.configure(
+            make_settings(
+                sqlite_url,
+                smtp_sink,
+                tmp_path,
+                **{"timeout_seconds": 0.4, **api_settings(sendgrid_fake, resend_fake), **overrides},
+            )
+        )
+        return tools.create_workspace("Acme", "news@acme.example", "1 Main Street, Springfield")
+
+    yield configure
+    tools.shutdown()
+
+
+def _attempts(email_id: str) -> list[tuple[str, int, str, int | None]]:
+    with tools.get_runtime().sessions() as session:
+        rows = session.scalars(
+            select(DeliveryAttempt)
+            .where(DeliveryAttempt.execution_id == email_id)
+            .order_by(DeliveryAttempt.attempt_number)
+        ).all()
+    return [(a.provider, a.attempt_number, a.outcome, a.status_code) for a in rows]
+
+
+def _deliveries(sendgrid_fake, resend_fake, smtp_sink) -> dict[str, int]:
+    return {
+        "sendgrid": len(sendgrid_fake.delivered),
+        "resend": len(resend_fake.delivered),
+        "smtp": len(smtp_sink.messages),
+    }
+
+
+def test_sendgrid_503_twice_then_resend_429_then_200_delivers_once_through_resend(
+    chain, sendgrid_fake, resend_fake, smtp_sink
+):
+    workspace = chain(max_retries=1)
+    sendgrid_fake.script.extend([SG_503, SG_503])
+    resend_fake.script.append(RS_429)
+
+    result = send(workspace)
+
+    assert result["status"] == "sent", result
+    assert result["execution_result"]["provider"] == "resend"
+    assert _deliveries(sendgrid_fake, resend_fake, smtp_sink) == {
+        "sendgrid": 0,
+        "resend": 1,
+        "smtp": 0,
+    }
+    assert _attempts(result["email_id"]) == [
+        ("sendgrid", 1, "transient_error", 503),
+        ("sendgrid", 2, "transient_error", 503),
+        ("resend", 3, "transient_error", 429),
+        ("resend", 4, "sent", 200),
+    ]
+    with tools.get_runtime().sessions() as session:
+        row = session.get(EmailExecution, result["email_id"])
+    assert (row.provider, row.attempt_number, row.retry_count) == ("resend", 4, 1)
+    assert row.provider_message_id == resend_fake.delivered[0]["message_id"]
+    # Both Resend requests carried the same key: a repeat could not have sent twice.
+    keys = {r.headers["idempotency-key"] for r in resend_fake.requests}
+    assert keys == {f"{result['email_id']}.0"}
+
+
+def test_a_permanent_refusal_moves_straight_to_the_next_provider(
+    chain, sendgrid_fake, resend_fake, smtp_sink
+):
+    workspace = chain()
+    sendgrid_fake.script.append(Reply(400, {"errors": [{"message": "bad", "field": "x"}]}))
+    resend_fake.script.append(Reply(403, {"statusCode": 403, "name": "validation_error"}))
+
+    result = send(workspace)
+
+    assert result["status"] == "sent" and result["execution_result"]["provider"] == "smtp"
+    assert [(p, o) for p, _, o, _ in _attempts(result["email_id"])] == [
+        ("sendgrid", "permanent_error"),
+        ("resend", "permanent_error"),
+        ("smtp", "sent"),
+    ]
+    assert _deliveries(sendgrid_fake, resend_fake, smtp_sink)["smtp"] == 1
+
+
+@pytest.mark.parametrize("step", [Slow(1.0), Drop(accept=True)], ids=["slow", "dropped"])
+def test_unanswered_sendgrid_request_is_never_followed_by_another_provider(
+    chain, sendgrid_fake, resend_fake, smtp_sink, step
+):
+    workspace = chain()
+    sendgrid_fake.script.append(step)
+
+    result = send(workspace)
+
+    assert result["status"] == "escalated", result
+    assert result["error"]["code"] == "delivery_unconfirmed"
+    assert _attempts(result["email_id"]) == [("sendgrid", 1, "ambiguous", None)]
+    assert _deliveries(sendgrid_fake, resend_fake, smtp_sink) == {
+        "sendgrid": 1,
+        "resend": 0,
+        "smtp": 0,
+    }
+    # Not rescheduled either: the worker has nothing to send.
+    assert tools.send_due_emails()["due"] == 0
+
+
+@pytest.mark.parametrize("step", [Slow(1.0), Drop(accept=True)], ids=["slow", "dropped"])
+def test_unanswered_resend_request_is_asked_again_with_its_key_and_arrives_once(
+    chain, sendgrid_fake, resend_fake, smtp_sink, step
+):
+    workspace = chain(retry_initial_delay=0.7)  # the slow first answer is out by the retry
+    sendgrid_fake.script.append(Reply(400, {"errors": [{"message": "bad", "field": "x"}]}))
+    resend_fake.script.append(step)
+
+    result = send(workspace)
+
+    assert result["status"] == "sent", result
+    assert [(p, o) for p, _, o, _ in _attempts(result["email_id"])] == [
+        ("sendgrid", "permanent_error"),
+        ("resend", "ambiguous"),
+        ("resend", "sent"),
+    ]
+    assert _deliveries(sendgrid_fake, resend_fake, smtp_sink) == {
+        "sendgrid": 0,
+        "resend": 1,
+        "smtp": 0,
+    }
+    assert (
+        result["execution_result"]["provider_message_id"] == resend_fake.delivered[0]["message_id"]
+    )
+
+
+def test_resend_unanswered_on_every_retry_stops_before_smtp(
+    chain, sendgrid_fake, resend_fake, smtp_sink
+):
+    workspace = chain(sendgrid_api_key=None)
+    resend_fake.script.extend([Drop(accept=True), Drop(accept=False), Drop(accept=False)])
+
+    result = send(workspace)
+
+    assert result["status"] == "escalated", result
+    assert [o for _, _, o, _ in _attempts(result["email_id"])] == ["ambiguous"] * 3
+    assert _deliveries(sendgrid_fake, resend_fake, smtp_sink) == {
+        "sendgrid": 0,
+        "resend": 1,
+        "smtp": 0,
+    }
+
+
+def test_the_development_server_is_never_a_fallback_behind_a_real_provider(
+    sendgrid_fake, smtp_sink, sqlite_url, tmp_path
+):
+    runtime = tools.configure(
+        make_settings(
+            sqlite_url, smtp_sink, tmp_path, smtp_server=None, **api_settings(sendgrid_fake)
+        )
+    )
+    try:
+        assert runtime.delivery.names == ["sendgrid"]
+        assert runtime.dev_server is None
+    finally:
+        tools.shutdown()
+    runtime = tools.configure(make_settings(sqlite_url, smtp_sink, tmp_path, smtp_server=None))
+    try:
+        assert runtime.delivery.names == ["smtp"] and runtime.dev_server is not None
+    finally:
+        tools.shutdown()
