@@ -479,18 +479,19 @@ def _deliver(
     decision = _record(runtime, send, row, outcome, breakers)
     if outcome.sent:
         log.info("email sent", extra=_log_fields(row))
-        return _row_result(row, send.circuits, message=f"Email sent via {row.provider}")
-    assert decision is not None
-    log.error("delivery failed", extra={**_log_fields(row), "cx08_action": decision.action})
-    result = _row_result(
-        row,
-        send.circuits,
-        message=f"Sending failed; CX08: {decision.reason}",
-        error={"code": row.error_code, "message": outcome.last_error},
-    )
+        result = _row_result(row, send.circuits, message=f"Email sent via {row.provider}")
+    else:
+        assert decision is not None
+        log.error("delivery failed", extra={**_log_fields(row), "cx08_action": decision.action})
+        result = _row_result(
+            row,
+            send.circuits,
+            message=f"Sending failed; CX08: {decision.reason}",
+            error={"code": row.error_code, "message": outcome.last_error},
+        )
+        result["self_correction"] = decision.as_dict()
     if outcome.skipped:
-        result["providers_skipped"] = outcome.skipped
-    result["self_correction"] = decision.as_dict()
+        result["providers_skipped"] = outcome.skipped  # breakers open (CX08)
     return result
 
 

@@ -1,0 +1,240 @@
+"""CX08: the circuit breaker, the one reschedule, the escalation; each decision on record."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+from unittest import mock
+
+import pytest
+from sqlalchemy import select
+
+import tools
+from persistence import DeliveryAttempt, ProviderBreaker, SelfCorrectionAction
+from tests.conftest import api_settings, make_settings, send
+from tests.fake_http import Reply
+from tools import clock
+
+SG_503 = Reply(503, {"errors": [{"message": "Service Unavailable", "field": None, "help": None}]})
+SG_400 = Reply(400, {"errors": [{"message": "bad request", "field": "content", "help": None}]})
+
+
+@pytest.fixture
+def configure(sendgrid_fake, resend_fake, smtp_sink, sqlite_url, tmp_path):
+    def build(**overrides: Any) -> dict[str, Any]:
+        values = {
+            "max_retries": 0,
+            "breaker_failure_threshold": 2,
+            "breaker_window_seconds": 60.0,
+            "breaker_cooldown_seconds": 120.0,
+            "reschedule_delay_seconds": 300.0,
+            **api_settings(sendgrid_fake, resend_fake),
+            **overrides,
+        }
+        tools.configure(make_settings(sqlite_url, smtp_sink, tmp_path, **values))
+        return tools.create_workspace("Acme", "news@acme.example", "1 Main Street, Springfield")
+
+    yield build
+    tools.shutdown()
+
+
+def _actions() -> list[tuple[str, str | None]]:
+    with tools.get_runtime().sessions() as session:
+        rows = session.scalars(
+            select(SelfCorrectionAction).order_by(SelfCorrectionAction.created_at)
+        ).all()
+    return [(a.action, a.inputs.get("provider")) for a in rows]
+
+
+def _breaker(provider: str) -> ProviderBreaker | None:
+    with tools.get_runtime().sessions() as session:
+        return session.get(ProviderBreaker, provider)
+
+
+def test_breaker_opens_after_n_failures_skips_the_provider_then_closes(
+    configure, sendgrid_fake, resend_fake
+):
+    workspace = configure()
+    start = clock.utcnow()
+    sendgrid_fake.script.extend([SG_503, SG_503])
+
+    first = send(workspace, "a@example.com")
+    assert first["execution_result"]["provider"] == "resend"
+    assert _breaker("sendgrid").state == "closed"  # one failure: below the threshold
+    second = send(workspace, "b@example.com")
+    assert second["execution_result"]["provider"] == "resend"
+    breaker = _breaker("sendgrid")
+    assert breaker.state == "open"
+    assert breaker.open_until - start >= timedelta(seconds=120)
+    assert _actions() == [("open_breaker", "sendgrid")]
+
+    # Cooling down: SendGrid is not even asked.
+    asked = len(sendgrid_fake.requests)
+    third = send(workspace, "c@example.com")
+    assert third["status"] == "sent" and third["execution_result"]["provider"] == "resend"
+    assert third["providers_skipped"] == ["sendgrid"]
+    assert len(sendgrid_fake.requests) == asked
+
+    # After the cool-down the next send tries SendGrid again; it answers, the breaker closes.
+    with mock.patch("tools.clock.utcnow", return_value=start + timedelta(seconds=121)):
+        fourth = send(workspace, "d@example.com")
+    assert fourth["execution_result"]["provider"] == "sendgrid"
+    assert _breaker("sendgrid").state == "closed"
+    assert _actions() == [("open_breaker", "sendgrid"), ("close_breaker", "sendgrid")]
+
+
+def test_a_failed_probe_reopens_the_breaker(configure, sendgrid_fake):
+    workspace = configure(breaker_failure_threshold=1)
+    start = clock.utcnow()
+    sendgrid_fake.script.extend([SG_503, SG_503])
+    send(workspace, "a@example.com")
+    assert _breaker("sendgrid").state == "open"
+
+    later = start + timedelta(seconds=121)
+    with mock.patch("tools.clock.utcnow", return_value=later):
+        result = send(workspace, "b@example.com")
+    assert result["execution_result"]["provider"] == "resend"
+    breaker = _breaker("sendgrid")
+    assert breaker.state == "open" and breaker.open_until >= later + timedelta(seconds=120)
+    assert _actions() == [("open_breaker", "sendgrid"), ("reopen_breaker", "sendgrid")]
+
+
+def test_failures_of_the_message_do_not_count_against_the_provider(configure, sendgrid_fake):
+    workspace = configure(breaker_failure_threshold=1)
+    sendgrid_fake.script.append(SG_400)
+    result = send(workspace)
+
+    assert result["execution_result"]["provider"] == "resend"
+    assert _breaker("sendgrid") is None
+    assert _actions() == []
+
+
+def test_failures_outside_the_window_do_not_add_up(configure, sendgrid_fake):
+    workspace = configure()
+    start = clock.utcnow()
+    sendgrid_fake.script.extend([SG_503, SG_503])
+    send(workspace, "a@example.com")
+    with mock.patch("tools.clock.utcnow", return_value=start + timedelta(seconds=61)):
+        send(workspace, "b@example.com")
+    assert _breaker("sendgrid").state == "closed"
+    assert _breaker("sendgrid").failures == 1
+
+
+def test_breaker_state_is_shared_through_the_database(configure, sendgrid_fake):
+    workspace = configure(breaker_failure_threshold=1)
+    sendgrid_fake.script.append(SG_503)
+    send(workspace, "a@example.com")
+    # A new runtime (as another worker would have) skips SendGrid too.
+    configure(breaker_failure_threshold=1)
+    asked = len(sendgrid_fake.requests)
+    result = send(workspace, "b@example.com")
+    assert result["execution_result"]["provider"] == "resend"
+    assert len(sendgrid_fake.requests) == asked
+
+
+def _fail_everywhere(sendgrid_fake, resend_fake, smtp_sink) -> None:
+    sendgrid_fake.script.append(SG_400)
+    resend_fake.script.append(Reply(422, {"statusCode": 422, "name": "invalid_parameter"}))
+    smtp_sink.recorder.replies.append("554 5.7.1 rejected")
+
+
+def test_total_failure_is_rescheduled_once_and_the_worker_sends_it(
+    configure, sendgrid_fake, resend_fake, smtp_sink
+):
+    workspace = configure()
+    start = clock.utcnow()
+    _fail_everywhere(sendgrid_fake, resend_fake, smtp_sink)
+
+    result = send(workspace)
+
+    assert result["status"] == "scheduled", result
+    assert result["error"]["code"] == "all_providers_failed"
+    assert result["self_correction"]["action"] == "reschedule"
+    email_id = result["email_id"]
+    decision = tools.self_correct(email_id)
+    assert decision["action"] == "reschedule" and decision["status"] == "scheduled"
+    assert decision["scheduled_for"] is not None
+    assert tools.send_due_emails()["due"] == 0  # not before the delay
+
+    with mock.patch("tools.clock.utcnow", return_value=start + timedelta(seconds=301)):
+        assert tools.send_due_emails() == {
+            "due": 1,
+            "sent": 1,
+            "failed": 0,
+            "blocked": 0,
+            "deferred": 0,
+            "skipped": 0,
+        }
+    status = tools.get_email_status(email_id)
+    assert status["status"] == "sent" and status["provider"] == "sendgrid"
+    assert status["delivery_attempts"] == 4
+    assert [a["action"] for a in status["self_corrections"]] == ["reschedule"]
+    # The second round numbers its attempts on from the first and has its own key.
+    with tools.get_runtime().sessions() as session:
+        numbers = session.scalars(
+            select(DeliveryAttempt.attempt_number)
+            .where(DeliveryAttempt.execution_id == email_id)
+            .order_by(DeliveryAttempt.attempt_number)
+        ).all()
+    assert numbers == [1, 2, 3, 4]
+    assert len(sendgrid_fake.delivered) == 1 and smtp_sink.messages == []
+
+
+def test_second_total_failure_escalates(configure, sendgrid_fake, resend_fake, smtp_sink):
+    workspace = configure(breaker_failure_threshold=100)
+    start = clock.utcnow()
+    _fail_everywhere(sendgrid_fake, resend_fake, smtp_sink)
+    email_id = send(workspace)["email_id"]
+
+    _fail_everywhere(sendgrid_fake, resend_fake, smtp_sink)
+    with mock.patch("tools.clock.utcnow", return_value=start + timedelta(seconds=301)):
+        assert tools.send_due_emails()["failed"] == 1
+    # Resend saw a new key for the new round (its body changed: a fresh unsubscribe token).
+    assert [r.headers["idempotency-key"] for r in resend_fake.requests] == [
+        f"{email_id}.0",
+        f"{email_id}.1",
+    ]
+
+    status = tools.get_email_status(email_id)
+    assert status["status"] == "escalated"
+    assert [a["action"] for a in status["self_corrections"]] == ["reschedule", "escalate"]
+    decision = tools.self_correct(email_id)
+    assert decision["action"] == "escalate" and "operator" in decision["reason"]
+    assert decision["actions"][1]["inputs"]["reschedule_count"] == 1
+    assert tools.send_due_emails()["due"] == 0
+    assert sendgrid_fake.delivered == resend_fake.delivered == [] and smtp_sink.messages == []
+
+
+def test_every_provider_cooling_down_means_no_attempt_and_a_reschedule(
+    configure, sendgrid_fake, resend_fake, smtp_sink
+):
+    workspace = configure(breaker_failure_threshold=1)
+    sendgrid_fake.script.append(SG_503)
+    resend_fake.script.append(Reply(500, {"statusCode": 500, "name": "application_error"}))
+    smtp_sink.recorder.replies.append("421 4.3.2 shutting down")
+    first = send(workspace, "a@example.com")
+    assert first["status"] == "scheduled"
+    assert [a for a, _ in _actions()] == [
+        "reschedule",
+        "open_breaker",
+        "open_breaker",
+        "open_breaker",
+    ]
+
+    second = send(workspace, "b@example.com")
+    assert second["status"] == "scheduled"
+    assert second["providers_skipped"] == ["sendgrid", "resend", "smtp"]
+    assert "cooling down" in second["error"]["message"]
+    assert "execution_result" not in second  # no provider was asked
+
+
+def test_self_correct_reports_none_for_a_sent_email_and_hides_other_workspaces(configure):
+    workspace = configure()
+    result = send(workspace)
+    decision = tools.self_correct(result["email_id"])
+    assert decision["found"] and decision["action"] == "none" and decision["actions"] == []
+
+    other = tools.create_workspace("Other", "o@other.example", "2 Road, Town")
+    hidden = tools.self_correct(result["email_id"], workspace_id=other["workspace_id"])
+    assert hidden["found"] is False and hidden["error"]["code"] == "not_found"
+    assert tools.self_correct("not-a-uuid")["error"]["code"] == "invalid_input"
