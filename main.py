@@ -55,9 +55,11 @@ def _approve(workspace_id: str, execution_id: str, *, skip: str | None = None) -
 def run_demo(_args: argparse.Namespace) -> int:
     runtime = tools.get_runtime()
     settings = runtime.settings
-    print(f"Database: {settings.database_url_for_display}")
-    smtp = "built-in development server" if settings.uses_dev_smtp_server else settings.smtp_server
-    print(f"SMTP:     {smtp}\n")
+    print(f"Database:  {settings.database_url_for_display}")
+    chain = " -> ".join(runtime.delivery.names)
+    if settings.uses_dev_smtp_server:
+        chain += " (built-in development server)"
+    print(f"Providers: {chain}\n")
 
     workspace = tools.create_workspace(
         "Acme Demo",
@@ -136,11 +138,18 @@ def run_send(args: argparse.Namespace) -> int:
         scheduled_for=args.scheduled_for,
     )
     _print(result)
-    return 0 if result["status"] in ("sent", "scheduled") else 1
+    # A send CX08 rescheduled after a failure is "scheduled" too, but carries the error.
+    return 0 if result["status"] in ("sent", "scheduled") and "error" not in result else 1
 
 
 def run_status(args: argparse.Namespace) -> int:
     result = tools.get_email_status(args.email_id)
+    _print(result)
+    return 0 if result["found"] else 1
+
+
+def run_self_correct(args: argparse.Namespace) -> int:
+    result = tools.self_correct(args.email_id)
     _print(result)
     return 0 if result["found"] else 1
 
@@ -198,6 +207,12 @@ def build_parser() -> argparse.ArgumentParser:
     status = commands.add_parser("status", help="show one email's delivery status")
     status.add_argument("email_id")
     status.set_defaults(handler=run_status)
+
+    correct = commands.add_parser(
+        "self-correct", help="show CX08's decision for a failed email (reschedule or escalate)"
+    )
+    correct.add_argument("email_id")
+    correct.set_defaults(handler=run_self_correct)
 
     worker = commands.add_parser("worker", help="send scheduled emails when they are due")
     worker.add_argument("--once", action="store_true", help="process what is due, then exit")

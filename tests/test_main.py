@@ -97,6 +97,10 @@ def test_subcommands_drive_a_send_and_show_its_status(tmp_path):
     assert json.loads(status.stdout)["status"] == "sent"
     assert (tmp_path / "outbox" / f"{email_id}.eml").exists()
 
+    correction = _run(["self-correct", email_id], tmp_path)
+    assert correction.returncode == 0
+    assert json.loads(correction.stdout)["action"] == "none"
+
     missing = _run(["status", "550e8400-e29b-41d4-a716-446655440000"], tmp_path)
     assert missing.returncode == 1
 
@@ -111,5 +115,5 @@ def test_bad_configuration_is_a_clear_error_not_a_traceback(tmp_path):
 def test_help_lists_the_commands(tmp_path):
     result = _run(["--help"], tmp_path)
     assert result.returncode == 0
-    for command in ("demo", "send", "status", "worker", "create-workspace"):
+    for command in ("demo", "send", "status", "self-correct", "worker", "create-workspace"):
         assert command in result.stdout

@@ -115,3 +115,35 @@ def test_secrets_are_not_in_the_repr():
         assert secret not in repr(settings)
     assert "dbpass" not in settings.database_url_for_display
     assert settings.database_url_for_display.startswith("postgresql+psycopg://app:***@db")
+
+
+def test_provider_keys_urls_and_cx08_settings_are_read():
+    settings = load_settings(
+        {
+            "SENDGRID_API_KEY": "SG.secret-value",
+            "RESEND_API_KEY": "re_secret_value",
+            "RESEND_API_BASE_URL": "http://127.0.0.1:8025/",
+            "EMAIL_RETRY_MAX_DELAY": "10",
+            "EMAIL_BREAKER_FAILURES": "3",
+            "EMAIL_BREAKER_WINDOW_SECONDS": "60",
+            "EMAIL_BREAKER_COOLDOWN_SECONDS": "600",
+            "EMAIL_RESCHEDULE_DELAY_SECONDS": "120",
+        }
+    )
+    assert settings.sendgrid_api_base_url == "https://api.sendgrid.com"
+    assert settings.resend_api_base_url == "http://127.0.0.1:8025"
+    assert settings.retry_max_delay == 10 and settings.breaker_failure_threshold == 3
+    assert settings.breaker_window_seconds == 60 and settings.breaker_cooldown_seconds == 600
+    assert settings.reschedule_delay_seconds == 120
+    # With a real provider configured, the development server is not used at all.
+    assert not settings.uses_dev_smtp_server
+    assert "secret" not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://api.sendgrid.com", "ftp://127.0.0.1", "https://", "not a url", "http://10.0.0.1:80"],
+)
+def test_api_base_url_must_be_https_except_to_this_machine(url):
+    with pytest.raises(SettingsError, match="SENDGRID_API_BASE_URL must be an https URL"):
+        load_settings({"SENDGRID_API_BASE_URL": url})
