@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 from typing import Any
 from unittest import mock
@@ -238,3 +239,40 @@ def test_self_correct_reports_none_for_a_sent_email_and_hides_other_workspaces(c
     hidden = tools.self_correct(result["email_id"], workspace_id=other["workspace_id"])
     assert hidden["found"] is False and hidden["error"]["code"] == "not_found"
     assert tools.self_correct("not-a-uuid")["error"]["code"] == "invalid_input"
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_concurrent_failures_are_all_counted(
+    database, request, sendgrid_fake, resend_fake, smtp_sink, tmp_path
+):
+    """Workers recording failures at once lose none (row lock on PostgreSQL, write lock on
+    SQLite), and the breaker row created by the first of them is shared, not duplicated."""
+    url = request.getfixturevalue("postgres_url" if database == "postgresql" else "sqlite_url")
+    values = {
+        "max_retries": 0,
+        "breaker_failure_threshold": 100,
+        **api_settings(sendgrid_fake, resend_fake),
+    }
+    tools.configure(make_settings(url, smtp_sink, tmp_path, **values))
+    try:
+        workspace = tools.create_workspace("Acme", "news@acme.example", "1 Main Street, Town")
+        threads = 8
+        sendgrid_fake.script.extend([SG_503] * threads)
+        barrier = threading.Barrier(threads)
+        results: list[dict[str, Any]] = []
+
+        def one(i: int) -> None:
+            barrier.wait()
+            results.append(send(workspace, f"user{i}@example.com"))
+
+        workers = [threading.Thread(target=one, args=(i,)) for i in range(threads)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+
+        assert [r["execution_result"]["provider"] for r in results] == ["resend"] * threads
+        assert _breaker("sendgrid").failures == threads
+        assert len(resend_fake.delivered) == threads and sendgrid_fake.delivered == []
+    finally:
+        tools.shutdown()
