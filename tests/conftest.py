@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, select, text
 from sqlalchemy.engine import make_url
 
 import tools
-from persistence import make_engine, upgrade_to_head
+from persistence import DeliveryAttempt, make_engine, upgrade_to_head
 from settings import Settings, load_settings
 from tests.fake_providers import FakeResend, FakeSendGrid
 from tests.smtp_sink import RecordingHandler, SMTPSink
@@ -149,6 +149,18 @@ def send(workspace: dict[str, Any], recipient: str = "bob@example.com", **kw: An
         asset,
         **kw,
     )
+
+
+def attempt_rows(email_id: str) -> list[DeliveryAttempt]:
+    """The recorded delivery attempts of one email, in order."""
+    with tools.get_runtime().sessions() as session:
+        return list(
+            session.scalars(
+                select(DeliveryAttempt)
+                .where(DeliveryAttempt.execution_id == email_id)
+                .order_by(DeliveryAttempt.attempt_number)
+            )
+        )
 
 
 def parse_message(raw: bytes) -> EmailMessage:

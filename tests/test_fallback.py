@@ -5,11 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from sqlalchemy import select
 
 import tools
-from persistence import DeliveryAttempt, EmailExecution
-from tests.conftest import api_settings, make_settings, send
+from persistence import EmailExecution
+from tests.conftest import api_settings, attempt_rows, make_settings, send
 from tests.fake_http import Drop, Reply, Slow
 
 SG_503 = Reply(503, {"errors": [{"message": "Service Unavailable", "field": None, "help": None}]})
@@ -45,13 +44,9 @@ def chain(sendgrid_fake, resend_fake, smtp_sink, sqlite_url, tmp_path):
 
 
 def _attempts(email_id: str) -> list[tuple[str, int, str, int | None]]:
-    with tools.get_runtime().sessions() as session:
-        rows = session.scalars(
-            select(DeliveryAttempt)
-            .where(DeliveryAttempt.execution_id == email_id)
-            .order_by(DeliveryAttempt.attempt_number)
-        ).all()
-    return [(a.provider, a.attempt_number, a.outcome, a.status_code) for a in rows]
+    return [
+        (a.provider, a.attempt_number, a.outcome, a.status_code) for a in attempt_rows(email_id)
+    ]
 
 
 def _deliveries(sendgrid_fake, resend_fake, smtp_sink) -> dict[str, int]:

@@ -8,11 +8,9 @@ import time
 from typing import Any
 
 import pytest
-from sqlalchemy import select
 
 import tools
-from persistence import DeliveryAttempt
-from tests.conftest import ASSET, api_settings, make_settings, send
+from tests.conftest import ASSET, api_settings, attempt_rows, make_settings, send
 from tests.fake_http import Drop, Reply, Slow
 from tests.fake_providers import FakeResend, FakeSendGrid
 from tools.providers.base import (
@@ -43,13 +41,7 @@ def _configure(sqlite_url, smtp_sink, tmp_path, **overrides: Any) -> dict[str, A
 
 
 def _attempts(email_id: str) -> list[tuple[str, str, int | None]]:
-    with tools.get_runtime().sessions() as session:
-        rows = session.scalars(
-            select(DeliveryAttempt)
-            .where(DeliveryAttempt.execution_id == email_id)
-            .order_by(DeliveryAttempt.attempt_number)
-        ).all()
-    return [(a.provider, a.outcome, a.status_code) for a in rows]
+    return [(a.provider, a.outcome, a.status_code) for a in attempt_rows(email_id)]
 
 
 def test_sendgrid_request_as_received(

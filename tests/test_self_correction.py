@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import select
 
 import tools
-from persistence import DeliveryAttempt, ProviderBreaker, SelfCorrectionAction
-from tests.conftest import api_settings, make_settings, send
+from persistence import ProviderBreaker, SelfCorrectionAction
+from tests.conftest import api_settings, attempt_rows, make_settings, send
 from tests.fake_http import Reply
 from tools import clock
 
@@ -171,13 +171,7 @@ def test_total_failure_is_rescheduled_once_and_the_worker_sends_it(
     assert status["delivery_attempts"] == 4
     assert [a["action"] for a in status["self_corrections"]] == ["reschedule"]
     # The second round numbers its attempts on from the first and has its own key.
-    with tools.get_runtime().sessions() as session:
-        numbers = session.scalars(
-            select(DeliveryAttempt.attempt_number)
-            .where(DeliveryAttempt.execution_id == email_id)
-            .order_by(DeliveryAttempt.attempt_number)
-        ).all()
-    assert numbers == [1, 2, 3, 4]
+    assert [a.attempt_number for a in attempt_rows(email_id)] == [1, 2, 3, 4]
     assert len(sendgrid_fake.delivered) == 1 and smtp_sink.messages == []
 
 

@@ -6,20 +6,9 @@ import socket
 import threading
 import time
 
-from sqlalchemy import select
-
 import tools
-from persistence import DeliveryAttempt, EmailExecution
-from tests.conftest import make_settings, send
-
-
-def _attempts(runtime, email_id):
-    with runtime.sessions() as session:
-        return session.scalars(
-            select(DeliveryAttempt)
-            .where(DeliveryAttempt.execution_id == email_id)
-            .order_by(DeliveryAttempt.attempt_number)
-        ).all()
+from persistence import EmailExecution
+from tests.conftest import attempt_rows, make_settings, send
 
 
 def test_transient_4xx_is_retried_with_exponential_backoff(smtp_sink, sqlite_url, tmp_path):
@@ -28,7 +17,6 @@ def test_transient_4xx_is_retried_with_exponential_backoff(smtp_sink, sqlite_url
         workspace = tools.create_workspace("W", "w@w.example", "1 Road, Town")
         smtp_sink.recorder.replies.extend(["451 4.3.0 try again later", "452 4.3.1 no space"])
         result = send(workspace)
-        runtime = tools.get_runtime()
 
         assert result["status"] == "sent", result
         assert result["execution_result"]["retry_count"] == 2
@@ -36,7 +24,7 @@ def test_transient_4xx_is_retried_with_exponential_backoff(smtp_sink, sqlite_url
         first, second, third = smtp_sink.recorder.data_times
         assert 0.1 <= second - first < 0.5  # the initial delay...
         assert 0.2 <= third - second < 0.8  # ...then doubled
-        attempts = _attempts(runtime, result["email_id"])
+        attempts = attempt_rows(result["email_id"])
         assert [(a.outcome, a.status_code) for a in attempts] == [
             ("transient_error", 451),
             ("transient_error", 452),
@@ -74,7 +62,7 @@ def test_transient_failures_beyond_the_retry_budget_fail_the_send(workspace, smt
 
     assert result["status"] == "scheduled"
     assert result["execution_result"]["retry_count"] == 2
-    assert len(_attempts(runtime, result["email_id"])) == 3
+    assert len(attempt_rows(result["email_id"])) == 3
     assert smtp_sink.messages == []
     # The provider reconnects after the server closed the session: the next send goes through.
     assert send(workspace, "next@example.com")["status"] == "sent"
@@ -91,9 +79,7 @@ def test_unreachable_server_is_retried_then_recorded_as_failed(smtp_sink, sqlite
         runtime = tools.get_runtime()
         assert result["status"] == "scheduled"
         assert "connection" in result["error"]["message"].lower()
-        assert [a.outcome for a in _attempts(runtime, result["email_id"])] == [
-            "transient_error"
-        ] * 3
+        assert [a.outcome for a in attempt_rows(result["email_id"])] == ["transient_error"] * 3
         with runtime.sessions() as session:
             row = session.get(EmailExecution, result["email_id"])
         assert (
@@ -210,14 +196,13 @@ def test_lost_answer_after_data_is_not_retried_so_nothing_arrives_twice(
         workspace = tools.create_workspace("W", "w@w.example", "1 Road, Town")
         smtp_sink.recorder.data_delay = 1.0  # stores the message, answers too late
         result = send(workspace)
-        runtime = tools.get_runtime()
 
         # Maybe delivered: CX08 escalates at once instead of rescheduling.
         assert result["status"] == "escalated"
         assert result["error"]["code"] == "delivery_unconfirmed"
         assert result["self_correction"]["action"] == "escalate"
         assert "may have been delivered" in result["error"]["message"]
-        attempts = _attempts(runtime, result["email_id"])
+        attempts = attempt_rows(result["email_id"])
         assert [a.outcome for a in attempts] == ["ambiguous"]
         time.sleep(1.2)
         assert len(smtp_sink.messages) == 1  # delivered once, never again
