@@ -1,4 +1,13 @@
-"""AutoGen agents (CommunicationsDept, CircuitValidatorAgent, EmailAgent, SelfCorrectionAgent).
+"""AutoGen agents: CommunicationsDept, CircuitValidatorAgent, EmailAgent, SelfCorrectionAgent.
 
-They call the tool functions in `tools` and hold no business rules. Built in issue 4.
+Each is a deterministic `BaseChatAgent` that calls the tool functions in `tools` and holds no
+business rules of its own; only CommunicationsDept may consult a model, and only to choose
+among approved sends.
 """
+
+from agents.circuit_validator import CircuitValidatorAgent
+from agents.communications_dept import CommunicationsDept
+from agents.email_agent import EmailAgent
+from agents.self_correction_agent import SelfCorrectionAgent
+
+__all__ = ["CircuitValidatorAgent", "CommunicationsDept", "EmailAgent", "SelfCorrectionAgent"]

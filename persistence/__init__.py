@@ -7,6 +7,7 @@ from persistence.database import (
     upgrade_to_head,
 )
 from persistence.models import (
+    AgentTranscript,
     Base,
     Campaign,
     CircuitExecutionLog,
@@ -24,6 +25,7 @@ from persistence.models import (
 )
 
 __all__ = [
+    "AgentTranscript",
     "Base",
     "Campaign",
     "CircuitExecutionLog",

@@ -249,6 +249,23 @@ class ProviderBreaker(Base):
     updated_at: Mapped[datetime]
 
 
+class AgentTranscript(Base):
+    """One group-chat run, message by message: who said what, which tool ran with which
+    arguments and what it returned. Linked to the execution it sent, if it got that far."""
+
+    __tablename__ = "agent_transcripts"
+
+    id: Mapped[str] = _uuid_column(primary_key=True)
+    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id"), index=True)
+    circuit_execution_id: Mapped[str | None] = mapped_column(String(128), index=True)
+    email_id: Mapped[str | None] = mapped_column(
+        ForeignKey("email_agent_executions.id"), index=True
+    )
+    stop_reason: Mapped[str | None] = mapped_column(Text)
+    messages: Mapped[list[Any]]
+    created_at: Mapped[datetime]
+
+
 # Read-only CRM context (seed 001). The service reads these, filtered by workspace; it never writes.
 
 

@@ -1,0 +1,61 @@
+"""Group-chat transcripts in the audit trail, stored with the execution they concern."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import select
+
+from persistence import AgentTranscript
+from tools import clock
+from tools.clock import iso
+from tools.runtime import get_runtime
+
+
+def store_transcript(
+    workspace_id: str,
+    circuit_execution_id: str | None,
+    email_id: str | None,
+    stop_reason: str | None,
+    messages: list[dict[str, Any]],
+) -> str:
+    """Keep one run's messages (already JSON-ready); returns the transcript id."""
+    transcript_id = str(uuid.uuid4())
+    with get_runtime().sessions.begin() as session:
+        session.add(
+            AgentTranscript(
+                id=transcript_id,
+                workspace_id=workspace_id,
+                circuit_execution_id=circuit_execution_id,
+                email_id=email_id,
+                stop_reason=stop_reason,
+                messages=messages,
+                created_at=clock.utcnow(),
+            )
+        )
+    return transcript_id
+
+
+def get_transcripts(
+    workspace_id: str, *, email_id: str | None = None, circuit_execution_id: str | None = None
+) -> list[dict[str, Any]]:
+    """The workspace's transcripts for one email or one circuit execution, oldest first."""
+    query = select(AgentTranscript).where(AgentTranscript.workspace_id == workspace_id)
+    if email_id is not None:
+        query = query.where(AgentTranscript.email_id == email_id)
+    if circuit_execution_id is not None:
+        query = query.where(AgentTranscript.circuit_execution_id == circuit_execution_id)
+    with get_runtime().sessions() as session:
+        rows = session.scalars(query.order_by(AgentTranscript.created_at)).all()
+    return [
+        {
+            "transcript_id": row.id,
+            "email_id": row.email_id,
+            "circuit_execution_id": row.circuit_execution_id,
+            "stop_reason": row.stop_reason,
+            "created_at": iso(row.created_at),
+            "messages": row.messages,
+        }
+        for row in rows
+    ]
