@@ -1,22 +1,30 @@
 """Command line for the circuit-bound email service.
 
-`python main.py` with no arguments runs an end-to-end demonstration on the embedded defaults
+`python main.py` with no arguments runs the group chat end to end on the embedded defaults
 (SQLite file, built-in development SMTP server writing to ./outbox/). The sub-commands operate
-the service: create a workspace, record circuit results, send, show status, run the worker.
+the service: create a workspace, record circuit results, send, show status, run the worker,
+and `chat` with a model from OAI_CONFIG_LIST.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
+import socket
 import sys
+import textwrap
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
 import tools
+from agents.messages import Candidate, SendRequest
+from orchestration.model_config import ModelConfigError, config_path, load_model_client
+from orchestration.team import ChatRun, run_send_sync
+from orchestration.transcript_view import render
 from settings import SettingsError, load_settings
 from tools.schemas import REQUIRED_CIRCUITS
 
@@ -53,6 +61,8 @@ def _approve(workspace_id: str, execution_id: str, *, skip: str | None = None) -
 
 
 def run_demo(_args: argparse.Namespace) -> int:
+    """The group chat on the embedded defaults: a send that passes, one that fails circuit
+    validation, one whose provider fails so that the SelfCorrectionAgent acts."""
     runtime = tools.get_runtime()
     settings = runtime.settings
     print(f"Database:  {settings.database_url_for_display}")
@@ -71,40 +81,84 @@ def run_demo(_args: argparse.Namespace) -> int:
         print(f"Could not create the demo workspace: {workspace['error']['message']}")
         return 1
     workspace_id = workspace["workspace_id"]
-    client_id = str(uuid.uuid4())
-    print(f"1. Workspace {workspace_id} created (sender {workspace['sender_email']}).")
+    print(f"Workspace {workspace_id} created (sender {workspace['sender_email']}).\n")
 
-    approved = f"demo_{uuid.uuid4().hex[:12]}"
-    _approve(workspace_id, approved)
-    print(f"2. Circuits CX01-CX06 logged as passed for execution {approved}.")
+    approved = _demo_execution(workspace_id)
+    print(f"1. CX01-CX06 passed for {approved}; CommunicationsDept delegates the send.")
+    passed = _chat(workspace_id, approved, "sam@example.com")
+    if runtime.outbox is not None and passed.outcome and passed.outcome.email_id:
+        print(f"   Open it: {runtime.outbox.path_for(passed.outcome.email_id).resolve()}")
 
-    result = tools.send_email(workspace_id, client_id, approved, "sam@example.com", DEMO_ASSET)
-    print(f"3. Sent: status={result['status']} ({result['message']})")
-    if result["status"] != "sent":
-        _print(result)
-        return 1
-    status = tools.get_email_status(result["email_id"])
-    print(
-        f"   email_id={status['email_id']} provider={status['provider']} "
-        f"attempts={status['delivery_attempts']} sent_at={status['sent_at']}"
+    unapproved = _demo_execution(workspace_id, skip="CX05_BRAND_GUARD")
+    print(f"\n2. CX05 (brand guard) never passed for {unapproved}.")
+    blocked = _chat(workspace_id, unapproved, "sam@example.com")
+
+    print("\n3. The provider is down (SMTP pointed at a closed port, no retries).")
+    outage = dataclasses.replace(
+        settings,
+        smtp_server="127.0.0.1",
+        smtp_port=_closed_port(),
+        sendgrid_api_key=None,
+        resend_api_key=None,
+        max_retries=0,
     )
-    if runtime.outbox is not None:
-        print(f"   Open it: {runtime.outbox.path_for(result['email_id']).resolve()}")
+    tools.configure(outage)
+    try:
+        failed = _chat(workspace_id, _demo_execution(workspace_id), "alex@example.com")
+    finally:
+        tools.configure(settings)
 
-    unapproved = f"demo_{uuid.uuid4().hex[:12]}"
-    _approve(workspace_id, unapproved, skip="CX05_BRAND_GUARD")
-    blocked = tools.send_email(workspace_id, client_id, unapproved, "sam@example.com", DEMO_ASSET)
+    ok = passed.sent and not blocked.sent and blocked.verdict is not None
+    ok = ok and failed.correction is not None and failed.correction.action != "none"
     print(
-        f"4. Blocked: status={blocked['status']} code={blocked['error']['code']}: "
-        f"{blocked['error']['message']}; missing {blocked['error']['missing_circuits']}"
+        f"\nEach run's transcript is stored in agent_transcripts. Demo {'ok' if ok else 'FAILED'}."
     )
+    return 0 if ok else 1
 
-    repeat = tools.send_email(workspace_id, client_id, approved, "sam@example.com", DEMO_ASSET)
-    print(
-        f"5. Repeat of step 3: code={repeat['error']['code']}, same email_id="
-        f"{repeat['email_id'] == result['email_id']}, nothing sent again."
+
+def _demo_execution(workspace_id: str, *, skip: str | None = None) -> str:
+    execution_id = f"demo_{uuid.uuid4().hex[:12]}"
+    _approve(workspace_id, execution_id, skip=skip)
+    return execution_id
+
+
+def _chat(
+    workspace_id: str, execution_id: str, recipient: str, model_client: Any = None
+) -> ChatRun:
+    request = SendRequest(
+        workspace_id=workspace_id,
+        client_id=str(uuid.uuid4()),
+        candidates=[Candidate(circuit_execution_id=execution_id, recipient=recipient)],
     )
-    return 0
+    run = run_send_sync(request, model_client)
+    print(textwrap.indent(render(run.messages), "   "))
+    print(f"   [{run.stop_reason}{'; ' + run.error if run.error else ''}]")
+    return run
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def run_chat(args: argparse.Namespace) -> int:
+    """One delegated send where CommunicationsDept asks the configured model."""
+    try:
+        client = load_model_client(args.model_config, args.model)
+    except ModelConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if client is None:
+        print(f"error: no model config at {config_path(args.model_config)}", file=sys.stderr)
+        return 2
+    workspace = tools.create_workspace(
+        "Acme Chat", tools.get_runtime().settings.default_sender, "Acme Inc.\n1 Demo Street"
+    )
+    run = _chat(
+        workspace["workspace_id"], _demo_execution(workspace["workspace_id"]), args.to, client
+    )
+    return 0 if run.sent else 1
 
 
 def run_create_workspace(args: argparse.Namespace) -> int:
@@ -173,8 +227,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    demo = commands.add_parser("demo", help="end-to-end demonstration (the default)")
+    demo = commands.add_parser(
+        "demo", help="the group chat end to end on the embedded defaults (the default)"
+    )
     demo.set_defaults(handler=run_demo)
+
+    chat = commands.add_parser("chat", help="one delegated send with a model (OAI_CONFIG_LIST)")
+    chat.add_argument(
+        "--model-config",
+        help="path of the OAI_CONFIG_LIST file (default: env, then beside main.py)",
+    )
+    chat.add_argument("--model", help="use the entry for this model (default: the first)")
+    chat.add_argument("--to", default="sam@example.com", help="recipient of the demo send")
+    chat.set_defaults(handler=run_chat)
 
     create = commands.add_parser("create-workspace", help="create a tenant and print its API key")
     create.add_argument("--name", required=True)

@@ -26,14 +26,17 @@ def _run(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[
     )
 
 
-def test_demo_sends_one_email_to_the_outbox_and_shows_a_blocked_one(tmp_path):
+def test_demo_runs_the_group_chat_pass_circuit_failure_and_self_correction(tmp_path):
     result = _run([], tmp_path)
 
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    assert "3. Sent: status=sent" in out
-    assert "code=circuit_validation_failed" in out and "CX05_BRAND_GUARD" in out
-    assert "code=duplicate_send" in out
+    assert "Demo ok." in out
+    first, second, third = re.split(r"\n\d\. ", out)[1:4]
+    assert "EmailAgent: sent: Email sent via smtp" in first
+    assert "NOT approved: missing CX05_BRAND_GUARD" in second and "EmailAgent" not in second
+    assert "EmailAgent: scheduled [all_providers_failed]" in third
+    assert "SelfCorrectionAgent: CX08 reschedule" in third
     match = re.search(r"Open it: (\S+\.eml)", out)
     assert match, out
     eml = Path(match.group(1))
@@ -42,7 +45,7 @@ def test_demo_sends_one_email_to_the_outbox_and_shows_a_blocked_one(tmp_path):
     assert message["Subject"] == "Welcome to Acme, Sam"
     assert message["To"] == "sam@example.com"
     assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
-    assert len(list((tmp_path / "outbox").glob("*.eml"))) == 1
+    assert len(list((tmp_path / "outbox").glob("*.eml"))) == 1  # the other two were not sent
     assert (tmp_path / "email_agent.db").exists()
 
     again = _run([], tmp_path)  # a second run on the same database works too
@@ -115,5 +118,5 @@ def test_bad_configuration_is_a_clear_error_not_a_traceback(tmp_path):
 def test_help_lists_the_commands(tmp_path):
     result = _run(["--help"], tmp_path)
     assert result.returncode == 0
-    for command in ("demo", "send", "status", "self-correct", "worker", "create-workspace"):
+    for command in ("demo", "chat", "send", "status", "self-correct", "worker", "create-workspace"):
         assert command in result.stdout
