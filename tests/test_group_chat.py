@@ -200,12 +200,8 @@ def test_a_scripted_model_chooses_the_send_and_notes_it(workspace, smtp_sink):
 
     assert run.sent and run.job.decided_by == "model" and run.job.note == "Bob asked first"
     assert smtp_sink.messages[0].rcpt_tos == ["bob@example.com"]
-    offered = (
-        [t["name"] for t in client.create_calls[0]["tools"]]
-        if "tools" in client.create_calls[0]
-        else None
-    )
-    assert offered in (None, ["delegate_send"])
+    (asked,) = client.create_calls
+    assert [t["name"] for t in asked["tools"]] == ["delegate_send"]  # no content-bearing tool
 
 
 @pytest.mark.parametrize(
