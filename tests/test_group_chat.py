@@ -18,7 +18,7 @@ from agents.messages import Candidate, SendRequest
 from orchestration.model_config import ModelConfigError, load_model_client
 from orchestration.team import run_send, run_send_sync
 from tests.conftest import ASSET, approve, parse_message
-from tests.fake_http import Answer, FakeAPI, Received
+from tests.fake_openai import FakeOpenAI
 from tools.transcripts import get_transcripts
 
 CLIENT = "550e8400-e29b-41d4-a716-446655440000"
@@ -247,39 +247,6 @@ def test_a_note_is_kept_in_the_transcript_and_never_sent(workspace, smtp_sink):
 
 
 # The model path over HTTP, from an OAI_CONFIG_LIST file ----------------------------------
-
-
-class FakeOpenAI(FakeAPI):
-    """`POST /v1/chat/completions` answering with one delegate_send tool call."""
-
-    def handle(self, received: Received) -> Answer:
-        if received.path != "/v1/chat/completions":
-            return Answer(404, {"error": {"message": "not found"}})
-        if received.headers.get("authorization") != "Bearer sk-local-test":
-            return Answer(401, {"error": {"message": "bad key"}})
-        self.accept(received)
-        call = {
-            "id": "call_1",
-            "type": "function",
-            "function": {"name": "delegate_send", "arguments": '{"candidate": 0}'},
-        }
-        return Answer(
-            200,
-            {
-                "id": "chatcmpl-1",
-                "object": "chat.completion",
-                "created": 0,
-                "model": received.body["model"],
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": None, "tool_calls": [call]},
-                        "finish_reason": "tool_calls",
-                    }
-                ],
-                "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8},
-            },
-        )
 
 
 def test_the_model_path_end_to_end_through_an_oai_config_list(workspace, smtp_sink, tmp_path):

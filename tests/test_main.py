@@ -120,3 +120,27 @@ def test_help_lists_the_commands(tmp_path):
     assert result.returncode == 0
     for command in ("demo", "chat", "send", "status", "self-correct", "worker", "create-workspace"):
         assert command in result.stdout
+
+
+def test_chat_uses_the_model_from_an_oai_config_list(tmp_path):
+    import json
+
+    from tests.fake_openai import API_KEY, FakeOpenAI
+
+    fake = FakeOpenAI().start()
+    try:
+        config = tmp_path / "models.json"
+        entry = {"model": "local-model", "api_key": API_KEY, "base_url": f"{fake.url}/v1"}
+        config.write_text(json.dumps([entry]))
+        result = _run(["chat", "--model-config", str(config), "--to", "kim@example.com"], tmp_path)
+
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "delegates" in result.stdout and "[model]" in result.stdout
+        assert "EmailAgent: sent" in result.stdout
+        assert len(fake.requests) == 1
+        assert API_KEY not in result.stdout + result.stderr
+    finally:
+        fake.stop()
+
+    missing = _run(["chat", "--model-config", str(tmp_path / "absent")], tmp_path)
+    assert missing.returncode == 2 and "no model config" in missing.stderr
