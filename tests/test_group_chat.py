@@ -286,3 +286,12 @@ def test_model_config_errors_are_clear_and_never_show_the_key(tmp_path, monkeypa
     monkeypatch.setenv("OAI_CONFIG_LIST", str(keyless))
     with pytest.raises(ModelConfigError, match="api_key"):
         load_model_client()
+
+
+def test_an_unknown_workspace_ends_the_chat_without_a_send_or_a_crash(runtime, smtp_sink):
+    stranger = {"workspace_id": "0d9f8e7c-6b5a-4c3d-2e1f-0a9b8c7d6e5f"}
+    run = run_send_sync(_request(stranger, "exec_1"))
+
+    assert not run.sent and not run.verdict.all_required_passed
+    assert run.transcript_id is None  # nothing of that id to file it under
+    assert smtp_sink.messages == []

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from typing import Any
 
 from sqlalchemy import select
 
-from persistence import AgentTranscript
+from persistence import AgentTranscript, Workspace
 from tools import clock
 from tools.clock import iso
 from tools.runtime import get_runtime
+
+log = logging.getLogger(__name__)
 
 
 def store_transcript(
@@ -19,10 +22,14 @@ def store_transcript(
     email_id: str | None,
     stop_reason: str | None,
     messages: list[dict[str, Any]],
-) -> str:
-    """Keep one run's messages (already JSON-ready); returns the transcript id."""
+) -> str | None:
+    """Keep one run's messages (already JSON-ready); returns the transcript id, or None when
+    the workspace does not exist (a run for an unknown workspace has no one to belong to)."""
     transcript_id = str(uuid.uuid4())
     with get_runtime().sessions.begin() as session:
+        if session.get(Workspace, workspace_id) is None:
+            log.warning("transcript not stored: unknown workspace")
+            return None
         session.add(
             AgentTranscript(
                 id=transcript_id,
