@@ -88,9 +88,10 @@ def send_email(
 ) -> dict[str, Any]:
     """Send CX06's approved asset to one recipient once every check passes.
 
-    Returns the send result (status sent, scheduled, failed or blocked; `error` when not sent
-    or scheduled). A repeat of an earlier (workspace, execution, recipient) returns the first
-    result with error `duplicate_send` and sends nothing.
+    Returns the send result (status sent, scheduled, escalated or blocked; `error` whenever it
+    was not sent, a send CX08 rescheduled after a failure included). A repeat of an earlier
+    (workspace, execution, recipient) returns the first result with error `duplicate_send` and
+    sends nothing.
     """
     runtime = get_runtime()
     arguments = {
@@ -511,7 +512,7 @@ def _record(
             ErrorCode.DELIVERY_UNCONFIRMED if outcome.ambiguous else ErrorCode.ALL_PROVIDERS_FAILED
         )
     values: dict[str, Any] = {
-        "status": "sent" if outcome.sent else "failed",
+        "status": "sent",  # when not sent, CX08's decision below says what it becomes
         "sent": outcome.sent,
         "provider": outcome.provider
         or (outcome.attempts[-1].provider if outcome.attempts else None),
