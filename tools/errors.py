@@ -50,3 +50,13 @@ def echo(value: Any, limit: int = 320) -> str | None:
 def failure_result(failure: ToolFailure, **fields: Any) -> dict[str, Any]:
     """The result a simple tool returns for an expected failure."""
     return {"success": False, **fields, "error": failure.error_dict()}
+
+
+def email_not_found(email_id: Any, failure: ToolFailure | None = None) -> dict[str, Any]:
+    """The result of a lookup by email_id that found nothing, or could not look (`failure`)."""
+    error = (
+        failure.error_dict()
+        if failure is not None
+        else {"code": ErrorCode.NOT_FOUND.value, "message": "no such email"}
+    )
+    return {"email_id": echo(email_id), "found": False, "error": error}

@@ -26,7 +26,7 @@ from sqlalchemy.exc import IntegrityError
 from persistence import EmailExecution, ProviderBreaker, SelfCorrectionAction
 from settings import Settings
 from tools.clock import iso
-from tools.errors import ErrorCode, ToolFailure, echo
+from tools.errors import ToolFailure, email_not_found
 from tools.providers.chain import AttemptRecord, DeliveryOutcome
 from tools.runtime import get_runtime
 from tools.schemas import SelfCorrectArgs, parse
@@ -287,7 +287,7 @@ def self_correct(email_id: str, workspace_id: str | None = None) -> dict[str, An
     try:
         args = parse(SelfCorrectArgs, {"email_id": email_id, "workspace_id": workspace_id})
     except ToolFailure as failure:
-        return {"email_id": echo(email_id), "found": False, "error": failure.error_dict()}
+        return email_not_found(email_id, failure)
     with runtime.engine.connect() as conn:
         row = conn.execute(
             select(
@@ -298,11 +298,7 @@ def self_correct(email_id: str, workspace_id: str | None = None) -> dict[str, An
             ).where(EmailExecution.id == args.email_id)
         ).first()
         if row is None or (args.workspace_id is not None and row.workspace_id != args.workspace_id):
-            return {
-                "email_id": args.email_id,
-                "found": False,
-                "error": {"code": ErrorCode.NOT_FOUND.value, "message": "no such email"},
-            }
+            return email_not_found(args.email_id)
         actions = actions_for(conn, args.email_id)
     decisions = [a for a in actions if a["action"] in ("reschedule", "escalate")]
     latest = decisions[-1] if decisions else None

@@ -128,7 +128,8 @@ def send_email(
                     circuits,
                 )
                 row = _reserve(runtime, conn, send, status="scheduled" if scheduled else "sending")
-                breakers = self_correction.open_breakers(conn)
+                # Only a send made now needs to know which providers are cooling down.
+                breakers = {} if scheduled else self_correction.open_breakers(conn)
         except IntegrityError:
             # Only reachable if rows were written around the lock: still one send.
             raise _Duplicate(_existing_id(runtime, args, to)) from None
@@ -468,8 +469,6 @@ def _deliver(
             skip=skip,
             first_attempt_number=row.attempt_number + 1,
         )
-        if not outcome.attempts:
-            outcome.last_error = f"every provider is cooling down ({', '.join(sorted(skip))})"
     except Exception as error:
         # Whether the message was handed over is unknown: CX08 escalates, never resends.
         crashed = DeliveryOutcome(

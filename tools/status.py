@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 
 from persistence import DeliveryAttempt, EmailExecution, EmailMetrics
 from tools.clock import iso
-from tools.errors import ErrorCode, ToolFailure, echo
+from tools.errors import ToolFailure, email_not_found
 from tools.runtime import get_runtime
 from tools.schemas import GetEmailStatusArgs, parse
 from tools.self_correction import actions_for
@@ -37,15 +37,11 @@ def get_email_status(email_id: str, workspace_id: str | None = None) -> dict[str
     try:
         args = parse(GetEmailStatusArgs, arguments)
     except ToolFailure as failure:
-        return {"email_id": echo(email_id), "found": False, "error": failure.error_dict()}
+        return email_not_found(email_id, failure)
     with runtime.sessions() as session:
         row = session.get(EmailExecution, args.email_id)
         if row is None or (args.workspace_id is not None and row.workspace_id != args.workspace_id):
-            return {
-                "email_id": args.email_id,
-                "found": False,
-                "error": {"code": ErrorCode.NOT_FOUND.value, "message": "no such email"},
-            }
+            return email_not_found(args.email_id)
         attempts = session.scalar(
             select(func.count()).where(DeliveryAttempt.execution_id == row.id)
         )

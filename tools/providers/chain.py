@@ -119,12 +119,12 @@ class DeliveryChain:
                             "status_code": error.status_code,
                         },
                     )
-                    again = error.retryable or (error.ambiguous and provider.idempotent)
-                    if outcome.ambiguous and not (again and provider.idempotent):
+                    if outcome.ambiguous and not provider.idempotent:
                         return outcome  # it may have arrived: nothing more, anywhere
+                    again = error.retryable or error.ambiguous  # ambiguous: same key, no harm
                     if not again or retry == self._max_retries:
                         if outcome.ambiguous:
-                            return outcome
+                            return outcome  # never on to another provider
                         break
                     self._sleep(self._backoff(retry, error.retry_after))
                     continue
@@ -144,6 +144,9 @@ class DeliveryChain:
                 outcome.provider_message_id = accepted.message_id
                 outcome.retry_count = retry
                 return outcome
+        if not outcome.attempts and outcome.skipped:
+            # `skip` holds the providers whose circuit breaker is open (CX08).
+            outcome.last_error = f"every provider is cooling down ({', '.join(outcome.skipped)})"
         return outcome
 
     def _backoff(self, retry: int, retry_after: float | None) -> float:
