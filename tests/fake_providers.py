@@ -15,7 +15,7 @@ import threading
 import uuid
 from typing import Any
 
-from tests.fake_http import Answer, FakeAPI, Received
+from tests.fake_http import Answer, FakeAPI, Received, Reply
 
 SENDGRID_RESERVED_HEADERS = {
     "x-sg-id",
@@ -33,8 +33,20 @@ SENDGRID_RESERVED_HEADERS = {
 }
 
 
+def sendgrid_body(message: str, field: str | None = None) -> dict[str, Any]:
+    """SendGrid's error body (400, 401, 403, 413, 429, 500 all use it)."""
+    return {"errors": [{"message": message, "field": field, "help": None}]}
+
+
+def sendgrid_reply(
+    status: int, message: str = "error", headers: dict[str, str] | None = None
+) -> Reply:
+    """A scripted SendGrid error answer."""
+    return Reply(status, sendgrid_body(message), headers or {})
+
+
 def _sendgrid_error(status: int, message: str, field: str | None = None) -> Answer:
-    return Answer(status, {"errors": [{"message": message, "field": field, "help": None}]})
+    return Answer(status, sendgrid_body(message, field))
 
 
 class FakeSendGrid(FakeAPI):
@@ -137,8 +149,18 @@ class FakeSendGrid(FakeAPI):
 _TAG = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
 
 
+def resend_body(status: int, name: str, message: str = "error") -> dict[str, Any]:
+    """Resend's error body: `{statusCode, message, name}`."""
+    return {"statusCode": status, "message": message, "name": name}
+
+
+def resend_reply(status: int, name: str, headers: dict[str, str] | None = None) -> Reply:
+    """A scripted Resend error answer."""
+    return Reply(status, resend_body(status, name), headers or {})
+
+
 def _resend_error(status: int, name: str, message: str) -> Answer:
-    return Answer(status, {"statusCode": status, "message": message, "name": name})
+    return Answer(status, resend_body(status, name, message))
 
 
 class FakeResend(FakeAPI):

@@ -9,12 +9,13 @@ import pytest
 import tools
 from persistence import EmailExecution
 from tests.conftest import api_settings, attempt_rows, make_settings, send
-from tests.fake_http import Drop, Reply, Slow
+from tests.fake_http import Drop, Slow
+from tests.fake_providers import resend_reply, sendgrid_reply
 
-SG_503 = Reply(503, {"errors": [{"message": "Service Unavailable", "field": None, "help": None}]})
-RS_429 = Reply(
+SG_503 = sendgrid_reply(503, "Service Unavailable")
+RS_429 = resend_reply(
     429,
-    {"statusCode": 429, "message": "Too many requests", "name": "rate_limit_exceeded"},
+    "rate_limit_exceeded",
     {
         "ratelimit-limit": "2",
         "ratelimit-remaining": "0",
@@ -92,8 +93,8 @@ def test_a_permanent_refusal_moves_straight_to_the_next_provider(
     chain, sendgrid_fake, resend_fake, smtp_sink
 ):
     workspace = chain()
-    sendgrid_fake.script.append(Reply(400, {"errors": [{"message": "bad", "field": "x"}]}))
-    resend_fake.script.append(Reply(403, {"statusCode": 403, "name": "validation_error"}))
+    sendgrid_fake.script.append(sendgrid_reply(400, "bad"))
+    resend_fake.script.append(resend_reply(403, "validation_error"))
 
     result = send(workspace)
 
@@ -132,7 +133,7 @@ def test_unanswered_resend_request_is_asked_again_with_its_key_and_arrives_once(
     chain, sendgrid_fake, resend_fake, smtp_sink, step
 ):
     workspace = chain(retry_initial_delay=0.7)  # the slow first answer is out by the retry
-    sendgrid_fake.script.append(Reply(400, {"errors": [{"message": "bad", "field": "x"}]}))
+    sendgrid_fake.script.append(sendgrid_reply(400, "bad"))
     resend_fake.script.append(step)
 
     result = send(workspace)

@@ -12,7 +12,7 @@ import pytest
 import tools
 from tests.conftest import ASSET, api_settings, attempt_rows, make_settings, send
 from tests.fake_http import Drop, Reply, Slow
-from tests.fake_providers import FakeResend, FakeSendGrid
+from tests.fake_providers import FakeResend, FakeSendGrid, resend_body, sendgrid_body
 from tools.providers.base import (
     AmbiguousDeliveryError,
     OutgoingEmail,
@@ -162,8 +162,8 @@ EMAIL = OutgoingEmail(
     headers={"List-Unsubscribe-Post": "List-Unsubscribe=One-Click"},
 )
 
-SG_ERROR = {"errors": [{"message": "bad", "field": None, "help": None}]}
-RS_RATE = {"statusCode": 429, "message": "Too many requests", "name": "rate_limit_exceeded"}
+SG_ERROR = sendgrid_body("bad")
+RS_RATE = resend_body(429, "rate_limit_exceeded", "Too many requests")
 
 
 def _fake_and_provider(kind: str, timeout: float = 2.0):
@@ -178,7 +178,7 @@ def _fake_and_provider(kind: str, timeout: float = 2.0):
     [
         (Reply(400, SG_ERROR), PermanentProviderError, False),
         (
-            Reply(422, {"statusCode": 422, "name": "invalid_parameter"}),
+            Reply(422, resend_body(422, "invalid_parameter")),
             PermanentProviderError,
             False,
         ),
@@ -259,7 +259,7 @@ def test_sendgrid_rate_limit_reset_and_resend_retry_after_become_waits():
 def test_resend_409_answers_are_told_apart(name, expected):
     fake, provider = _fake_and_provider("resend")
     try:
-        fake.script.append(Reply(409, {"statusCode": 409, "message": "m", "name": name}))
+        fake.script.append(Reply(409, resend_body(409, name)))
         with pytest.raises(ProviderError) as caught:
             provider.send(EMAIL)
         assert type(caught.value) is expected
@@ -270,8 +270,7 @@ def test_resend_409_answers_are_told_apart(name, expected):
 def test_resend_quota_429_is_not_worth_retrying():
     fake, provider = _fake_and_provider("resend")
     try:
-        body = {"statusCode": 429, "message": "quota", "name": "daily_quota_exceeded"}
-        fake.script.append(Reply(429, body))
+        fake.script.append(Reply(429, resend_body(429, "daily_quota_exceeded")))
         with pytest.raises(PermanentProviderError) as caught:
             provider.send(EMAIL)
         assert caught.value.provider_fault

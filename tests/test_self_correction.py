@@ -13,11 +13,11 @@ from sqlalchemy import select
 import tools
 from persistence import ProviderBreaker, SelfCorrectionAction
 from tests.conftest import api_settings, attempt_rows, make_settings, send
-from tests.fake_http import Reply
+from tests.fake_providers import resend_reply, sendgrid_reply
 from tools import clock
 
-SG_503 = Reply(503, {"errors": [{"message": "Service Unavailable", "field": None, "help": None}]})
-SG_400 = Reply(400, {"errors": [{"message": "bad request", "field": "content", "help": None}]})
+SG_503 = sendgrid_reply(503, "Service Unavailable")
+SG_400 = sendgrid_reply(400, "bad request")
 
 
 @pytest.fixture
@@ -135,7 +135,7 @@ def test_breaker_state_is_shared_through_the_database(configure, sendgrid_fake):
 
 def _fail_everywhere(sendgrid_fake, resend_fake, smtp_sink) -> None:
     sendgrid_fake.script.append(SG_400)
-    resend_fake.script.append(Reply(422, {"statusCode": 422, "name": "invalid_parameter"}))
+    resend_fake.script.append(resend_reply(422, "invalid_parameter"))
     smtp_sink.recorder.replies.append("554 5.7.1 rejected")
 
 
@@ -205,7 +205,7 @@ def test_every_provider_cooling_down_means_no_attempt_and_a_reschedule(
 ):
     workspace = configure(breaker_failure_threshold=1)
     sendgrid_fake.script.append(SG_503)
-    resend_fake.script.append(Reply(500, {"statusCode": 500, "name": "application_error"}))
+    resend_fake.script.append(resend_reply(500, "application_error"))
     smtp_sink.recorder.replies.append("421 4.3.2 shutting down")
     first = send(workspace, "a@example.com")
     assert first["status"] == "scheduled"
