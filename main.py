@@ -3,7 +3,7 @@
 `python main.py` with no arguments runs the group chat end to end on the embedded defaults
 (SQLite file, built-in development SMTP server writing to ./outbox/). The sub-commands operate
 the service: create a workspace, record circuit results, send, show status, run the worker,
-and `chat` with a model from OAI_CONFIG_LIST.
+`chat` with a model from OAI_CONFIG_LIST, rotate a workspace's API key, and `serve` the HTTP API.
 """
 
 from __future__ import annotations
@@ -220,6 +220,25 @@ def run_worker(args: argparse.Namespace) -> int:
         time.sleep(args.interval)
 
 
+def run_rotate_key(args: argparse.Namespace) -> int:
+    result = tools.rotate_api_key(args.workspace_id)
+    _print(result)
+    return 0 if result["success"] else 1
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    from api import create_app
+    from api.server import make_server
+
+    server = make_server(create_app(), args.host, args.port, threads=args.threads)
+    print(f"Serving the API on http://{args.host}:{server.effective_port} (docs at /docs/)")
+    try:
+        server.run()
+    finally:
+        server.close()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="main.py",
@@ -248,6 +267,18 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--sender-name")
     create.add_argument("--rate-limit", type=int, help="sends per hour (default EMAIL_RATE_LIMIT)")
     create.set_defaults(handler=run_create_workspace)
+
+    rotate = commands.add_parser(
+        "rotate-key", help="issue a new API key for a workspace (the old one stops working)"
+    )
+    rotate.add_argument("workspace_id")
+    rotate.set_defaults(handler=run_rotate_key)
+
+    serve = commands.add_parser("serve", help="run the HTTP API on waitress")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--threads", type=int, default=8, help="requests served at once")
+    serve.set_defaults(handler=run_serve)
 
     record = commands.add_parser("record-circuit", help="log one circuit result")
     record.add_argument("--workspace-id", required=True)

@@ -70,6 +70,9 @@ class Settings:
     sendgrid_api_base_url: str = "https://api.sendgrid.com"
     resend_api_key: str | None = field(default=None, repr=False)
     resend_api_base_url: str = "https://api.resend.com"
+    # Webhook verification: SendGrid's ECDSA public key (base64 DER), Resend's Svix secret.
+    sendgrid_webhook_public_key: str | None = None
+    resend_webhook_secret: str | None = field(default=None, repr=False)
     # CX08 self-correction.
     breaker_failure_threshold: int = 5
     breaker_window_seconds: float = 300.0
@@ -86,6 +89,8 @@ class Settings:
     # Embedded development server.
     outbox_dir: Path = Path("outbox")
     log_level: str = "INFO"
+    # HTTP API: the largest request body accepted (CX06 outputs go up to 1 MB of JSON).
+    api_max_request_bytes: int = 2 * 1024 * 1024
 
     @property
     def uses_dev_smtp_server(self) -> bool:
@@ -233,6 +238,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ),
         resend_api_key=_str(env, None, "RESEND_API_KEY"),
         resend_api_base_url=_api_base_url(env, Settings.resend_api_base_url, "RESEND_API_BASE_URL"),
+        sendgrid_webhook_public_key=_str(env, None, "SENDGRID_WEBHOOK_PUBLIC_KEY"),
+        resend_webhook_secret=_str(env, None, "RESEND_WEBHOOK_SECRET"),
         breaker_failure_threshold=_int(env, 5, "EMAIL_BREAKER_FAILURES", minimum=1),
         breaker_window_seconds=_float(env, 300.0, "EMAIL_BREAKER_WINDOW_SECONDS"),
         breaker_cooldown_seconds=_float(env, 300.0, "EMAIL_BREAKER_COOLDOWN_SECONDS"),
@@ -250,4 +257,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         check_deliverability=_bool(env, False, "EMAIL_CHECK_DELIVERABILITY"),
         outbox_dir=Path(_str(env, "outbox", "EMAIL_OUTBOX_DIR") or "outbox"),
         log_level=log_level,
+        api_max_request_bytes=_int(
+            env, Settings.api_max_request_bytes, "EMAIL_API_MAX_REQUEST_BYTES", minimum=1024
+        ),
     )

@@ -1,4 +1,5 @@
-"""The Flask application factory and blueprints (thin: parse, authenticate, call a tool).
+"""The Flask HTTP API: `create_app(settings=None)`; routes are thin over the tool functions."""
 
-Built in issue 5.
-"""
+from api.app import create_app
+
+__all__ = ["create_app"]

@@ -202,7 +202,12 @@ class Suppression(Base):
 
 
 class ProviderEvent(Base):
-    """A verified provider webhook event, stored raw; `dedup_key` makes redelivery harmless."""
+    """A verified provider webhook event, stored raw; `dedup_key` makes redelivery harmless.
+
+    The normalised fields beside the payload are what folding into the metrics reads. An event
+    that names no send this service knows yet stays unlinked (no workspace) until metrics
+    collection finds its send; `folded_at` says when it was counted.
+    """
 
     __tablename__ = "provider_events"
     __table_args__ = (UniqueConstraint("provider", "dedup_key", name="uq_provider_event"),)
@@ -211,10 +216,19 @@ class ProviderEvent(Base):
     provider: Mapped[str] = mapped_column(String(32))
     dedup_key: Mapped[str] = mapped_column(String(400))
     event_type: Mapped[str] = mapped_column(String(40))
+    # delivered | bounced | opened | clicked | unsubscribed | complained | other
+    kind: Mapped[str] = mapped_column(String(20), server_default="other")
+    occurred_at: Mapped[datetime | None]
+    bounce_type: Mapped[str | None] = mapped_column(String(20))  # hard | soft
+    recipient: Mapped[str | None] = mapped_column(String(320))
+    # What the event says it is about: the email_id the send put in it, the provider's id.
+    email_ref: Mapped[str | None] = mapped_column(String(64), index=True)
+    provider_message_id: Mapped[str | None] = mapped_column(String(400), index=True)
     workspace_id: Mapped[str | None] = mapped_column(ForeignKey("workspaces.id"), index=True)
     execution_id: Mapped[str | None] = mapped_column(ForeignKey("email_agent_executions.id"))
     payload: Mapped[dict[str, Any]]
     received_at: Mapped[datetime]
+    folded_at: Mapped[datetime | None]
 
 
 class SelfCorrectionAction(Base):

@@ -17,8 +17,10 @@ from sqlalchemy import create_engine, select, text
 from sqlalchemy.engine import make_url
 
 import tools
+from api import create_app
 from persistence import DeliveryAttempt, make_engine, upgrade_to_head
 from settings import Settings, load_settings
+from tests.api_client import API, InProcessClient, LiveServerClient
 from tests.fake_providers import FakeResend, FakeSendGrid
 from tests.smtp_sink import RecordingHandler, SMTPSink
 
@@ -121,6 +123,23 @@ def workspace(runtime: Any) -> dict[str, Any]:
     )
     assert result["success"], result
     return result
+
+
+@pytest.fixture
+def other_workspace(runtime: Any) -> dict[str, Any]:
+    """A second tenant, for checking that one never sees the other's data."""
+    result = tools.create_workspace("Globex", "hello@globex.example", "2 Side Road, Shelbyville")
+    assert result["success"], result
+    return result
+
+
+@pytest.fixture(params=["flask", "http"])
+def api(request: pytest.FixtureRequest, runtime: Any) -> Iterator[API]:
+    """The HTTP API on the test runtime, through Flask's test client and through waitress."""
+    app = create_app()
+    client = InProcessClient(app) if request.param == "flask" else LiveServerClient(app)
+    yield API(client)
+    client.close()
 
 
 def approve(

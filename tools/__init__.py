@@ -6,14 +6,16 @@ code, never as exceptions. `TOOL_SCHEMAS` holds each function's JSON schema.
 
 from tools.addresses import describe_address
 from tools.circuits import record_circuit_result, validate_circuits
+from tools.engagement import collect_metrics, receive_webhook
 from tools.errors import ToolFailure, echo
+from tools.metrics import get_engagement_metrics, get_send_history, provider_performance
 from tools.runtime import configure, get_runtime, shutdown
 from tools.schemas import TOOL_SCHEMAS, ValidateEmailArgs, parse
 from tools.self_correction import self_correct
 from tools.sending import send_due_emails, send_email
 from tools.status import get_email_status
-from tools.suppression import is_suppressed, suppress, unsubscribe
-from tools.workspaces import create_workspace
+from tools.suppression import describe_unsubscribe, is_suppressed, suppress, unsubscribe
+from tools.workspaces import create_workspace, rotate_api_key, workspace_for_api_key
 
 
 def validate_email(email: str) -> dict:
@@ -35,12 +37,19 @@ def validate_email(email: str) -> dict:
 
 __all__ = [
     "TOOL_SCHEMAS",
+    "collect_metrics",
     "configure",
     "create_workspace",
+    "describe_unsubscribe",
     "get_email_status",
+    "get_engagement_metrics",
     "get_runtime",
+    "get_send_history",
     "is_suppressed",
+    "provider_performance",
+    "receive_webhook",
     "record_circuit_result",
+    "rotate_api_key",
     "self_correct",
     "send_due_emails",
     "send_email",
@@ -49,4 +58,5 @@ __all__ = [
     "unsubscribe",
     "validate_circuits",
     "validate_email",
+    "workspace_for_api_key",
 ]

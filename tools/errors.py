@@ -24,6 +24,8 @@ class ErrorCode(StrEnum):
     DELIVERY_UNCONFIRMED = "delivery_unconfirmed"  # handed over, no answer: maybe delivered
     INTERNAL_ERROR = "internal_error"
     NOT_FOUND = "not_found"
+    INVALID_SIGNATURE = "invalid_signature"  # a webhook request not signed by its provider
+    WEBHOOK_NOT_CONFIGURED = "webhook_not_configured"
 
 
 class ToolFailure(Exception):

@@ -176,10 +176,9 @@ class FinalAsset(_Args):
         }
 
 
-class SendEmailArgs(_Args):
-    """Send one circuit-approved email to one recipient."""
+class SendEmailFields(_Args):
+    """What a send names besides its workspace (the HTTP API takes that from the key)."""
 
-    workspace_id: Annotated[UUIDStr, Field(description="The tenant (UUID)")]
     client_id: Annotated[UUIDStr, Field(description="The client the send is for (UUID)")]
     circuit_execution_id: Annotated[
         ExecutionId, Field(description="The CX01-CX06 run that approved this email")
@@ -202,7 +201,7 @@ class SendEmailArgs(_Args):
     ] = None
 
     @model_validator(mode="after")
-    def _sensible_schedule(self) -> SendEmailArgs:
+    def _sensible_schedule(self) -> SendEmailFields:
         when = self.scheduled_for
         if when is None:
             return self
@@ -215,6 +214,12 @@ class SendEmailArgs(_Args):
         return self
 
 
+class SendEmailArgs(SendEmailFields):
+    """Send one circuit-approved email to one recipient."""
+
+    workspace_id: Annotated[UUIDStr, Field(description="The tenant (UUID)")]
+
+
 class CreateWorkspaceArgs(_Args):
     """Create a tenant. The API key in the result is shown once; only its hash is stored."""
 
@@ -225,14 +230,42 @@ class CreateWorkspaceArgs(_Args):
     rate_limit_per_hour: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
 
 
-class RecordCircuitResultArgs(_Args):
-    """Log one circuit run; CX06's `output` is the final asset later sends must match."""
+class WorkspaceArgs(_Args):
+    """Name one workspace."""
 
     workspace_id: UUIDStr
+
+
+class EngagementMetricsArgs(_Args):
+    """Engagement metrics of the emails one circuit execution sent."""
+
+    workspace_id: UUIDStr
+    circuit_execution_id: ExecutionId
+
+
+class SendHistoryArgs(_Args):
+    """A workspace's sends, newest first, paged."""
+
+    workspace_id: UUIDStr
+    client_id: UUIDStr | None = None
+    recipient: Address | None = None
+    limit: Annotated[int, Field(ge=1, le=500)] = 50
+    offset: Annotated[int, Field(ge=0, le=1_000_000)] = 0
+
+
+class CircuitResultFields(_Args):
+    """One circuit run as upstream reports it (the HTTP API takes the workspace from the key)."""
+
     circuit_execution_id: ExecutionId
     circuit_id: Annotated[str, AfterValidator(circuit_name)]
     success: bool
     output: Annotated[dict[str, Any], AfterValidator(_json_object)] | None = None
+
+
+class RecordCircuitResultArgs(CircuitResultFields):
+    """Log one circuit run; CX06's `output` is the final asset later sends must match."""
+
+    workspace_id: UUIDStr
 
 
 class ValidateCircuitsArgs(_Args):

@@ -13,15 +13,15 @@ from tools.runtime import get_runtime
 from tools.schemas import GetEmailStatusArgs, parse
 from tools.self_correction import actions_for
 
-_ENGAGEMENT = ("delivered", "bounced", "opened", "clicked", "unsubscribed", "complained")
+ENGAGEMENT = ("delivered", "bounced", "opened", "clicked", "unsubscribed", "complained")
 
 
 def engagement_dict(metrics: EmailMetrics | None) -> dict[str, Any] | None:
     if metrics is None:
         return None
-    result: dict[str, Any] = {name: getattr(metrics, name) for name in _ENGAGEMENT}
+    result: dict[str, Any] = {name: getattr(metrics, name) for name in ENGAGEMENT}
     result["bounce_type"] = metrics.bounce_type
-    for name in _ENGAGEMENT:
+    for name in ENGAGEMENT:
         at = getattr(metrics, f"{name}_at")
         result[f"{name}_at"] = at.isoformat() if at else None
     return result

@@ -144,6 +144,42 @@ def is_suppressed(workspace_id: str, email: str) -> bool:
     return entry is not None
 
 
+def describe_unsubscribe(token: str) -> dict[str, Any]:
+    """What an unsubscribe link would do, without doing it (for the confirmation page).
+
+    `{success, workspace_id, workspace_name, email, already_unsubscribed}`, or a failure
+    saying why the link is not valid.
+    """
+    runtime = get_runtime()
+    try:
+        args = parse(UnsubscribeArgs, {"token": token})
+        workspace_id, email, _ = runtime.tokens.read(args.token)
+        with runtime.sessions() as session:
+            workspace = session.get(Workspace, workspace_id)
+            if workspace is None:
+                raise ToolFailure(
+                    ErrorCode.INVALID_INPUT,
+                    "this unsubscribe link is not valid",
+                    reason="unknown_workspace",
+                )
+            done = session.scalars(
+                select(Suppression.id).where(
+                    Suppression.workspace_id == workspace_id,
+                    Suppression.email == email,
+                    Suppression.reason == "unsubscribed",
+                )
+            ).first()
+    except ToolFailure as failure:
+        return failure_result(failure)
+    return {
+        "success": True,
+        "workspace_id": workspace_id,
+        "workspace_name": workspace.sender_name or workspace.name,
+        "email": email,
+        "already_unsubscribed": done is not None,
+    }
+
+
 def unsubscribe(token: str) -> dict[str, Any]:
     """Honour an unsubscribe link: suppress its address with reason `unsubscribed`.
 

@@ -7,17 +7,23 @@ import secrets
 import uuid
 from typing import Any
 
+from sqlalchemy import select
+
 from persistence import Workspace
 from tools import clock
 from tools.addresses import check_address
 from tools.errors import ErrorCode, ToolFailure, failure_result
 from tools.runtime import get_runtime
-from tools.schemas import CreateWorkspaceArgs, parse
+from tools.schemas import CreateWorkspaceArgs, WorkspaceArgs, parse
 
 
 def hash_api_key(api_key: str) -> str:
     # Keys are 256-bit random tokens, so a plain SHA-256 is enough (no dictionary to attack).
     return hashlib.sha256(api_key.encode()).hexdigest()
+
+
+def _new_api_key() -> str:
+    return "ek_" + secrets.token_urlsafe(32)
 
 
 def create_workspace(
@@ -44,7 +50,7 @@ def create_workspace(
             failure = ToolFailure(ErrorCode.INVALID_INPUT, failure.message, field="sender_email")
         return failure_result(failure)
 
-    api_key = "ek_" + secrets.token_urlsafe(32)
+    api_key = _new_api_key()
     workspace = Workspace(
         id=str(uuid.uuid4()),
         name=args.name,
@@ -69,3 +75,32 @@ def create_workspace(
         or runtime.settings.rate_limit_per_hour,
         "created_at": workspace.created_at.isoformat(),
     }
+
+
+def workspace_for_api_key(api_key: str) -> str | None:
+    """The id of the workspace `api_key` belongs to, or None for an unknown key."""
+    if not api_key.startswith("ek_") or len(api_key) > 200:
+        return None
+    with get_runtime().sessions() as session:
+        return session.scalar(
+            select(Workspace.id).where(Workspace.api_key_hash == hash_api_key(api_key))
+        )
+
+
+def rotate_api_key(workspace_id: str) -> dict[str, Any]:
+    """Issue a new API key for a workspace; the old one stops working at once.
+
+    The new key is in the result and shown this once; only its hash is stored.
+    """
+    runtime = get_runtime()
+    try:
+        args = parse(WorkspaceArgs, {"workspace_id": workspace_id})
+        api_key = _new_api_key()
+        with runtime.sessions() as session, session.begin():
+            workspace = session.get(Workspace, args.workspace_id)
+            if workspace is None:
+                raise ToolFailure(ErrorCode.UNKNOWN_WORKSPACE, "no such workspace")
+            workspace.api_key_hash = hash_api_key(api_key)
+    except ToolFailure as failure:
+        return failure_result(failure)
+    return {"success": True, "workspace_id": args.workspace_id, "api_key": api_key}

@@ -1,0 +1,61 @@
+"""The Flask application factory: the OpenAPI app, its blueprints, JSON errors, size limits."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Response, jsonify
+from flask_openapi3 import Info, OpenAPI
+from werkzeug.exceptions import HTTPException
+
+import tools
+from api.auth import SECURITY_SCHEMES
+from api.circuits import circuits
+from api.email import email
+from api.responses import error_response, validation_error
+from api.schemas import ErrorResponse
+from api.unsubscribe import unsubscribe
+from api.webhooks import webhooks
+from settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None) -> OpenAPI:
+    """The HTTP API. With `settings`, the tools are (re)configured from them; without, the
+    current runtime is used (built from the environment on first use)."""
+    runtime = tools.configure(settings) if settings is not None else tools.get_runtime()
+    app = OpenAPI(
+        __name__,
+        info=Info(
+            title="Circuit-bound email execution",
+            version="1.0.0",
+            description="Sends CX06's approved email once CX01-CX06 passed, the recipient is "
+            "allowed and the limits hold.",
+        ),
+        security_schemes=SECURITY_SCHEMES,
+        validation_error_status=400,
+        validation_error_model=ErrorResponse,
+        validation_error_callback=validation_error,
+        doc_prefix="/docs",
+    )
+    app.config["MAX_CONTENT_LENGTH"] = runtime.settings.api_max_request_bytes
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    for blueprint in (circuits, email, webhooks, unsubscribe):
+        app.register_api(blueprint)
+    app.add_url_rule("/openapi.json", "openapi_json", lambda: jsonify(app.api_doc))
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(Exception, _unexpected_error)
+    return app
+
+
+def _http_error(error: HTTPException) -> Response:
+    if error.response is not None:  # an abort() that already carries its JSON response
+        return error.response  # type: ignore[return-value]
+    code = (error.name or "error").lower().replace(" ", "_")
+    return error_response(error.code or 500, code, error.description or code)
+
+
+def _unexpected_error(error: Exception) -> Response:
+    log.exception("unhandled error in a request")
+    return error_response(500, "internal_error", "the server could not complete this request")

@@ -1,0 +1,58 @@
+"""Workspace API keys: `Authorization: Bearer ek_...` on every route but unsubscribe and the
+webhooks. A key sees its own workspace only; naming another one is 403."""
+
+from __future__ import annotations
+
+import uuid
+
+from flask import Response, abort, g, request
+
+import tools
+from api.responses import error_response
+
+SECURITY = [{"workspaceKey": []}]
+SECURITY_SCHEMES = {
+    "workspaceKey": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "The workspace API key create_workspace returned (ek_...)",
+    }
+}
+
+
+def authenticate() -> Response | None:
+    """`before_request` of the authenticated blueprints: 401 unless the key is a workspace's."""
+    scheme, _, key = request.headers.get("Authorization", "").partition(" ")
+    workspace_id = tools.workspace_for_api_key(key.strip()) if scheme.lower() == "bearer" else None
+    if workspace_id is None:
+        response = error_response(
+            401, "unauthorized", "a valid workspace API key is required (Authorization: Bearer)"
+        )
+        response.headers["WWW-Authenticate"] = "Bearer"
+        return response
+    g.workspace_id = workspace_id
+    # Checked before the body is even parsed: naming another workspace is refused outright.
+    requested = _canonical_uuid(request.args.get("workspaceId"))
+    if requested is not None and requested != workspace_id:
+        return _forbidden()
+    return None
+
+
+def own_workspace(requested: str | None) -> str:
+    """The caller's workspace; a `workspaceId` naming any other is refused with 403."""
+    if requested is not None and requested != g.workspace_id:
+        abort(_forbidden())
+    return g.workspace_id
+
+
+def _forbidden() -> Response:
+    return error_response(403, "forbidden", "this API key does not belong to that workspace")
+
+
+def _canonical_uuid(value: str | None) -> str | None:
+    """The canonical form of a UUID parameter; None when absent or malformed (a malformed one
+    is left to request validation, which answers 400)."""
+    try:
+        return str(uuid.UUID(value)) if value is not None else None
+    except ValueError:
+        return None

@@ -1,0 +1,93 @@
+"""Seed 001's routes: circuit results in, circuit-bound sends, engagement metrics."""
+
+from __future__ import annotations
+
+from flask_openapi3 import APIBlueprint, Tag
+
+import tools
+from api.auth import SECURITY, authenticate, own_workspace
+from api.responses import send_response, tool_response
+from api.schemas import (
+    CircuitRecorded,
+    CollectQuery,
+    CollectResponse,
+    ErrorResponse,
+    MetricsQuery,
+    MetricsResponse,
+    SendBody,
+    SendResponse,
+    WorkspaceQuery,
+)
+from tools.schemas import CircuitResultFields
+
+_ERRORS = {401: ErrorResponse, 403: ErrorResponse, 404: ErrorResponse}
+
+circuits = APIBlueprint(
+    "circuits",
+    __name__,
+    url_prefix="/api/circuits",
+    abp_tags=[Tag(name="circuits", description="Circuit-bound sends (seed 001)")],
+    abp_security=SECURITY,
+    abp_responses=_ERRORS,
+)
+circuits.before_request(authenticate)
+
+
+@circuits.post("/executions", responses={201: CircuitRecorded})
+def record_execution(query: WorkspaceQuery, body: CircuitResultFields):
+    """Log one circuit run (the hand-off from upstream); CX06's output is the approved asset."""
+    workspace_id = own_workspace(query.workspaceId)
+    result = tools.record_circuit_result(workspace_id, **body.model_dump(exclude_none=True))
+    return tool_response(result, ok=201)
+
+
+@circuits.post(
+    "/agents/email/send",
+    responses={
+        200: SendResponse,
+        202: SendResponse,
+        403: SendResponse,
+        409: SendResponse,
+        500: SendResponse,
+    },
+)
+def send(query: WorkspaceQuery, body: SendBody):
+    """Send CX06's asset once CX01-CX06 passed: 200 sent, 202 scheduled (also when CX08
+    rescheduled a failed delivery), 403 blocked by circuits, suppression or limits, 409 already
+    sent (the first result), 500 not delivered."""
+    workspace_id = own_workspace(query.workspaceId)
+    result = tools.send_email(workspace_id, **body.model_dump(exclude_none=True))
+    return send_response(result)
+
+
+@circuits.get("/agents/email/metrics", responses={200: MetricsResponse})
+def metrics(query: MetricsQuery):
+    """Engagement of one execution (`circuitExecutionId`), the sending history
+    (`action=history`, paged, with `total_count`) or per-provider performance
+    (`action=performance`)."""
+    workspace_id = own_workspace(query.workspaceId)
+    if query.action == "history":
+        result = tools.get_send_history(
+            workspace_id, query.clientId, query.recipient, query.limit, query.offset
+        )
+    elif query.action == "performance":
+        result = tools.provider_performance(workspace_id)
+    elif query.circuitExecutionId is None:
+        result = {
+            "success": False,
+            "error": {
+                "code": "missing_field",
+                "message": "circuitExecutionId is required (or action=history|performance)",
+                "field": "circuitExecutionId",
+            },
+        }
+    else:
+        result = tools.get_engagement_metrics(workspace_id, query.circuitExecutionId)
+    return tool_response(result)
+
+
+@circuits.post("/agents/email/metrics", responses={200: CollectResponse})
+def collect_metrics(query: CollectQuery):
+    """`action=collect-metrics`: fold provider events that arrived before their send was
+    recorded, and stamp the workspace's metrics as collected."""
+    return tool_response(tools.collect_metrics(own_workspace(query.workspaceId)))

@@ -1,0 +1,98 @@
+"""Seed 000's routes under /api/email: send (still circuit-bound), validate, status,
+providers."""
+
+from __future__ import annotations
+
+from flask import g, jsonify
+from flask_openapi3 import APIBlueprint, Tag
+
+import tools
+from api.auth import SECURITY, authenticate
+from api.responses import send_response, tool_response
+from api.schemas import (
+    ErrorResponse,
+    ProvidersResponse,
+    SendResponse,
+    SimpleSendBody,
+    StatusPath,
+    StatusResponse,
+    ValidateBody,
+    ValidateResponse,
+)
+from settings import SMTP_PRESETS
+
+email = APIBlueprint(
+    "email",
+    __name__,
+    url_prefix="/api/email",
+    abp_tags=[Tag(name="email", description="Seed 000's email routes")],
+    abp_security=SECURITY,
+    abp_responses={401: ErrorResponse},
+)
+email.before_request(authenticate)
+
+
+@email.post(
+    "/send",
+    responses={
+        200: SendResponse,
+        202: SendResponse,
+        403: SendResponse,
+        409: SendResponse,
+        500: SendResponse,
+    },
+)
+def send(body: SimpleSendBody):
+    """Send `subject`/`body` to `to` through the same pipeline as the circuit route: CX01-CX06
+    must have passed for `circuit_execution_id` and approved exactly this content."""
+    asset = {"subject": body.subject, "html_body": body.body}
+    if body.text_body is not None:
+        asset["text_body"] = body.text_body
+    if body.preheader is not None:
+        asset["preheader"] = body.preheader
+    result = tools.send_email(
+        g.workspace_id,
+        body.client_id,
+        body.circuit_execution_id,
+        body.to,
+        asset,
+        cc=body.cc,
+        bcc=body.bcc,
+        attachments=body.attachments,
+    )
+    return send_response(result)
+
+
+@email.post("/validate", responses={200: ValidateResponse})
+def validate(body: ValidateBody):
+    """Check an address: 200 with `valid` true or false (false says why)."""
+    return jsonify(tools.validate_email(body.email)), 200
+
+
+@email.get("/status/<email_id>", responses={200: StatusResponse, 404: ErrorResponse})
+def status(path: StatusPath):
+    """Delivery status of one of this workspace's emails; another workspace's id is 404."""
+    return tool_response(tools.get_email_status(path.email_id, workspace_id=g.workspace_id))
+
+
+@email.get("/providers", responses={200: ProvidersResponse})
+def providers():
+    """The delivery chain in fallback order and the SMTP presets; never a key or password."""
+    runtime = tools.get_runtime()
+    settings = runtime.settings
+    chain = []
+    for name in runtime.delivery.names:
+        entry: dict[str, object] = {"name": name, "configured": True}
+        if name == "smtp":
+            entry.update(
+                development_server=settings.uses_dev_smtp_server,
+                host="127.0.0.1" if settings.uses_dev_smtp_server else settings.smtp_server,
+                starttls=settings.smtp_use_tls and not settings.uses_dev_smtp_server,
+                ssl=settings.smtp_use_ssl and not settings.uses_dev_smtp_server,
+            )
+        chain.append(entry)
+    presets = {
+        name: {"server": preset["server"], "port": preset["port"], "starttls": preset["use_tls"]}
+        for name, preset in SMTP_PRESETS.items()
+    }
+    return jsonify({"success": True, "providers": chain, "smtp_presets": presets}), 200

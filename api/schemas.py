@@ -1,0 +1,203 @@
+"""The HTTP API's request and response models: what the routes parse and what /openapi.json
+documents. Request bodies reuse the tools' own argument models, so the API and the tools
+check input the same way; the workspace always comes from the API key."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tools.schemas import (
+    MAX_ATTACHMENTS,
+    MAX_COPY_RECIPIENTS,
+    Address,
+    ExecutionId,
+    HeaderText,
+    SendEmailFields,
+    UUIDStr,
+)
+
+WorkspaceId = Annotated[
+    UUIDStr | None,
+    Field(description="Must be the API key's own workspace; defaults to it when omitted"),
+]
+
+
+class _Query(BaseModel):
+    # Query values arrive as text: numbers are parsed from it. Unknown parameters are refused.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+# Requests -------------------------------------------------------------------------------
+
+
+class WorkspaceQuery(_Query):
+    workspaceId: WorkspaceId = None
+
+
+class MetricsQuery(_Query):
+    """`circuitExecutionId` alone: engagement of that execution. `action=history`: the sending
+    history, paged. `action=performance`: per-provider performance."""
+
+    workspaceId: WorkspaceId = None
+    action: Literal["history", "performance"] | None = None
+    circuitExecutionId: ExecutionId | None = None
+    clientId: UUIDStr | None = None
+    recipient: Address | None = None
+    limit: Annotated[int, Field(ge=1, le=500)] = 50
+    offset: Annotated[int, Field(ge=0, le=1_000_000)] = 0
+
+
+class CollectQuery(_Query):
+    workspaceId: WorkspaceId = None
+    action: Literal["collect-metrics"]
+
+
+class SendBody(SendEmailFields):
+    """Seed 001's send: CX06's asset (or none, to send what CX06 logged) to one recipient."""
+
+
+class SimpleSendBody(_Body):
+    """Seed 000's send, still circuit-bound: `subject`/`body` must be the asset CX06 approved
+    for `circuit_execution_id` (`body` is its html_body)."""
+
+    to: Address
+    subject: Annotated[HeaderText, Field(min_length=1, max_length=900)]
+    body: Annotated[str, Field(min_length=1)]
+    text_body: str | None = None
+    preheader: Annotated[HeaderText, Field(max_length=500)] | None = None
+    circuit_execution_id: ExecutionId
+    client_id: UUIDStr
+    cc: Annotated[list[Address], Field(max_length=MAX_COPY_RECIPIENTS)] = []
+    bcc: Annotated[list[Address], Field(max_length=MAX_COPY_RECIPIENTS)] = []
+    attachments: Annotated[
+        list[Annotated[str, Field(min_length=1, max_length=500)]],
+        Field(max_length=MAX_ATTACHMENTS, description="Paths relative to EMAIL_ATTACHMENTS_DIR"),
+    ] = []
+
+
+class ValidateBody(_Body):
+    email: Annotated[str, Field(max_length=1000)]
+
+
+class StatusPath(BaseModel):
+    email_id: Annotated[str, Field(max_length=100)]
+
+
+class TokenQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    token: Annotated[str, Field(min_length=1, max_length=2000)]
+
+
+# Responses ------------------------------------------------------------------------------
+
+
+class _Open(BaseModel):
+    # Responses carry more fields than documented here; a client must ignore the others.
+    model_config = ConfigDict(extra="allow")
+
+
+class ErrorDetail(_Open):
+    code: str
+    message: str
+
+
+class ErrorResponse(_Open):
+    """Every error: `{"success": false, "error": {"code", "message", ...}}`."""
+
+    success: Literal[False]
+    error: ErrorDetail
+
+
+class ExecutionResult(_Open):
+    sent: bool
+    provider: str | None
+    provider_message_id: str | None
+    sent_at: str | None
+    retry_count: int
+
+
+class CircuitValidation(_Open):
+    circuits_passed: list[str]
+    missing_circuits: list[str]
+    failed_circuits: list[str]
+    all_required_passed: bool
+
+
+class SendResponse(_Open):
+    """The send result; on failure also `success: false` and `error`."""
+
+    success: bool
+    email_id: str | None
+    status: Literal["sent", "scheduled", "escalated", "blocked", "sending", "failed"]
+    message: str
+    timestamp: str
+    recipient: str | None
+    workspace_id: str | None
+    circuit_execution_id: str | None
+    execution_result: ExecutionResult | None = None
+    circuit_validation: CircuitValidation | None = None
+    error: ErrorDetail | None = None
+
+
+class CircuitRecorded(_Open):
+    success: Literal[True]
+    circuit_execution_id: str
+    circuit_id: str
+
+
+class Engagement(_Open):
+    delivered: bool
+    bounced: bool
+    opened: bool
+    clicked: bool
+    unsubscribed: bool
+    complained: bool
+
+
+class MetricsResponse(_Open):
+    """Engagement of one execution, the sending history, or the provider summary, by action."""
+
+    success: Literal[True]
+    workspace_id: str
+    metrics: Engagement | None = None
+    metrics_count: int | None = None
+    executions: list[dict[str, Any]] | None = None
+    total_count: int | None = None
+    providers: list[dict[str, Any]] | None = None
+
+
+class CollectResponse(_Open):
+    success: Literal[True]
+    workspace_id: str
+    metrics_collected: int
+    message: str
+
+
+class ValidateResponse(_Open):
+    email: str | None
+    valid: bool
+
+
+class StatusResponse(_Open):
+    email_id: str
+    found: Literal[True]
+    status: str
+
+
+class ProvidersResponse(_Open):
+    providers: list[dict[str, Any]]
+    smtp_presets: dict[str, dict[str, Any]]
+
+
+class WebhookResponse(_Open):
+    success: Literal[True]
+    received: int
+    stored: int
+    duplicates: int

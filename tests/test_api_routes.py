@@ -1,0 +1,549 @@
+"""Every authenticated route and status code, through Flask's test client and through
+waitress on 127.0.0.1 (the `api` fixture runs each test both ways)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+import tools
+from tests.api_client import API
+from tests.conftest import ASSET, CIRCUITS, api_settings, approve, parse_message
+from tests.fake_http import Drop
+from tests.fake_providers import sendgrid_reply
+
+CLIENT = "550e8400-e29b-41d4-a716-446655440000"
+SEND = "/api/circuits/agents/email/send"
+METRICS = "/api/circuits/agents/email/metrics"
+EXECUTIONS = "/api/circuits/executions"
+
+
+def send_body(execution_id: str, recipient: str = "bob@example.com", **kw: Any) -> dict:
+    return {
+        "circuit_execution_id": execution_id,
+        "client_id": CLIENT,
+        "recipient": recipient,
+        "final_asset": ASSET,
+        **kw,
+    }
+
+
+def post_send(api: API, workspace: dict, body: dict, **params: str):
+    return api.post(
+        SEND,
+        key=workspace["api_key"],
+        params={"workspaceId": workspace["workspace_id"], **params},
+        json=body,
+    )
+
+
+AUTHENTICATED = [
+    ("POST", EXECUTIONS),
+    ("POST", SEND),
+    ("GET", METRICS + "?circuitExecutionId=e1"),
+    ("GET", METRICS + "?action=history"),
+    ("GET", METRICS + "?action=performance"),
+    ("POST", METRICS + "?action=collect-metrics"),
+    ("POST", "/api/email/send"),
+    ("POST", "/api/email/validate"),
+    ("GET", "/api/email/status/8acf118d-da9a-45b0-9512-21f8143c6141"),
+    ("GET", "/api/email/providers"),
+]
+
+
+# Authentication and workspace scope ----------------------------------------------------
+
+
+@pytest.mark.parametrize("method,path", AUTHENTICATED)
+@pytest.mark.parametrize(
+    "authorization", [None, "Bearer ek_not-a-key", "Basic ek_x", "Bearer"], ids=str
+)
+def test_every_route_but_unsubscribe_and_webhooks_needs_a_workspace_key(
+    api, workspace, smtp_sink, method, path, authorization
+):
+    headers = {"Authorization": authorization} if authorization else {}
+    execution_id = approve(workspace["workspace_id"])
+
+    reply = api.request(method, path, headers=headers, json=send_body(execution_id))
+
+    assert reply.status_code == 401
+    assert reply.headers["www-authenticate"] == "Bearer"
+    assert reply.json()["success"] is False
+    assert reply.json()["error"]["code"] == "unauthorized"
+    assert smtp_sink.messages == []
+
+
+@pytest.mark.parametrize("method,path", [r for r in AUTHENTICATED if "email/" not in r[1][5:]])
+def test_naming_another_workspace_is_forbidden_and_does_nothing(
+    api, workspace, other_workspace, smtp_sink, method, path
+):
+    execution_id = approve(other_workspace["workspace_id"])
+    separator = "&" if "?" in path else "?"
+
+    reply = api.request(
+        method,
+        f"{path}{separator}workspaceId={other_workspace['workspace_id']}",
+        key=workspace["api_key"],
+        json=send_body(execution_id),
+    )
+
+    assert reply.status_code == 403
+    assert reply.json()["error"]["code"] == "forbidden"
+    assert smtp_sink.messages == []
+
+
+def test_one_workspace_never_reads_another_workspaces_emails_or_metrics(
+    api, workspace, other_workspace, smtp_sink
+):
+    execution_id = approve(other_workspace["workspace_id"])
+    sent = post_send(api, other_workspace, send_body(execution_id)).json()
+    assert sent["status"] == "sent"
+    key = workspace["api_key"]
+
+    status = api.get(f"/api/email/status/{sent['email_id']}", key=key)
+    history = api.get(METRICS, key=key, params={"action": "history"}).json()
+    metrics = api.get(METRICS, key=key, params={"circuitExecutionId": execution_id}).json()
+    performance = api.get(METRICS, key=key, params={"action": "performance"}).json()
+
+    assert status.status_code == 404 and status.json()["error"]["code"] == "not_found"
+    assert history["total_count"] == 0 and history["executions"] == []
+    assert metrics["metrics_count"] == 0 and metrics["emails"] == []
+    assert performance["providers"] == []
+    own = api.get(f"/api/email/status/{sent['email_id']}", key=other_workspace["api_key"])
+    assert own.status_code == 200 and own.json()["status"] == "sent"
+
+
+def test_a_rotated_key_replaces_the_old_one(api, workspace):
+    rotated = tools.rotate_api_key(workspace["workspace_id"])
+    assert rotated["success"] and rotated["api_key"] != workspace["api_key"]
+
+    old = api.get("/api/email/providers", key=workspace["api_key"])
+    new = api.get("/api/email/providers", key=rotated["api_key"])
+
+    assert old.status_code == 401
+    assert new.status_code == 200
+
+
+# Seed 001: circuits in, sends out -----------------------------------------------------
+
+
+def test_circuit_results_logged_over_http_approve_a_send_that_arrives(api, workspace, smtp_sink):
+    key, execution_id = workspace["api_key"], "1702569600000_abc123def456"
+    for code in CIRCUITS:
+        logged = api.post(
+            EXECUTIONS,
+            key=key,
+            json={"circuit_execution_id": execution_id, "circuit_id": code, "success": True},
+        )
+        assert logged.status_code == 201, logged.json()
+    cx06 = api.post(
+        EXECUTIONS,
+        key=key,
+        json={
+            "circuit_execution_id": execution_id,
+            "circuit_id": "CX06",
+            "success": True,
+            "output": ASSET,
+        },
+    )
+    assert cx06.status_code == 201 and cx06.json()["circuit_id"] == "CX06_GENERATION_EXECUTION"
+
+    reply = post_send(api, workspace, send_body(execution_id))
+
+    assert reply.status_code == 200, reply.json()
+    body = reply.json()
+    assert body["success"] is True and body["status"] == "sent"
+    assert body["workspace_id"] == workspace["workspace_id"]
+    assert body["execution_result"]["sent"] is True
+    assert body["execution_result"]["provider"] == "smtp"
+    assert body["circuit_validation"]["all_required_passed"] is True
+    assert len(body["circuit_validation"]["circuits_passed"]) == 6
+    [received] = smtp_sink.messages
+    assert received.rcpt_tos == ["bob@example.com"]
+    assert parse_message(received.data)["Subject"] == ASSET["subject"]
+
+
+def test_a_bad_circuit_result_is_400_and_not_logged(api, workspace):
+    reply = api.post(
+        EXECUTIONS,
+        key=workspace["api_key"],
+        json={"circuit_execution_id": "e1", "circuit_id": "CX99", "success": True},
+    )
+
+    assert reply.status_code == 400
+    assert reply.json()["error"]["code"] == "invalid_input"
+    assert reply.json()["error"]["field"] == "circuit_id"
+    state = tools.validate_circuits(workspace["workspace_id"], "e1")
+    assert state["circuits_passed"] == [] and state["failed_circuits"] == []
+
+
+def test_a_send_scheduled_for_later_is_202_and_not_sent_yet(api, workspace, smtp_sink):
+    later = (datetime.now(UTC) + timedelta(hours=2)).isoformat()
+
+    reply = post_send(
+        api, workspace, send_body(approve(workspace["workspace_id"]), scheduled_for=later)
+    )
+
+    assert reply.status_code == 202
+    assert reply.json()["status"] == "scheduled"
+    assert smtp_sink.messages == []
+
+
+@pytest.mark.parametrize(
+    "change,code",
+    [
+        ({"recipient": None}, "missing_field"),
+        ({"client_id": "not-a-uuid"}, "invalid_input"),
+        ({"recipient": "bob@example.com\r\nBcc: eve@example.com"}, "header_injection"),
+        ({"final_asset": {**ASSET, "subject": "Hi\nBcc: eve@example.com"}}, "header_injection"),
+        ({"final_asset": {**ASSET, "html_body": "x" * 100_001}}, "content_too_large"),
+        ({"recipient": "not an address"}, "invalid_recipient"),
+        ({"attachments": ["../../etc/passwd"]}, "attachment_rejected"),
+        ({"surprise": 1}, "invalid_input"),
+    ],
+)
+def test_bad_input_is_400_with_its_code_and_nothing_is_sent(
+    api, workspace, smtp_sink, change, code
+):
+    body = {k: v for k, v in {**send_body("e1"), **change}.items() if v is not None}
+
+    reply = post_send(api, workspace, body)
+
+    assert reply.status_code == 400
+    assert reply.json()["success"] is False
+    assert reply.json()["error"]["code"] == code
+    assert smtp_sink.messages == []
+
+
+@pytest.mark.parametrize("content", [b"not json", b"[1, 2]", b""])
+def test_a_body_that_is_not_a_json_object_is_400(api, workspace, content):
+    reply = api.post(
+        SEND,
+        key=workspace["api_key"],
+        content=content,
+        headers={"Content-Type": "application/json"},
+    )
+
+    assert reply.status_code == 400
+    assert reply.json()["error"]["code"] == "invalid_input"
+
+
+def test_failed_circuits_are_403_with_the_seed_body(api, workspace, smtp_sink):
+    execution_id = "exec_no_brand_guard"
+    for code in ("CX01", "CX02", "CX03", "CX04"):
+        tools.record_circuit_result(workspace["workspace_id"], execution_id, code, True)
+    tools.record_circuit_result(workspace["workspace_id"], execution_id, "CX06", True, ASSET)
+
+    reply = post_send(api, workspace, send_body(execution_id))
+
+    assert reply.status_code == 403
+    error = reply.json()["error"]
+    assert error["code"] == "circuit_validation_failed"
+    assert error["message"] == "Circuit validation failed"
+    assert error["missing_circuits"] == ["CX05_BRAND_GUARD"]
+    assert "CX06_GENERATION_EXECUTION" in error["passed_circuits"]
+    assert smtp_sink.messages == []
+
+
+def test_suppressed_recipient_is_403(api, workspace, smtp_sink):
+    tools.suppress(workspace["workspace_id"], "bob@example.com", "bounced")
+
+    reply = post_send(api, workspace, send_body(approve(workspace["workspace_id"])))
+
+    assert reply.status_code == 403
+    assert reply.json()["error"]["code"] == "suppressed"
+    assert smtp_sink.messages == []
+
+
+def test_rate_limit_and_recipient_throttle_are_403(api, smtp_sink, runtime):
+    limited = tools.create_workspace(
+        "Tiny", "a@tiny.example", "1 Road, Town", rate_limit_per_hour=2
+    )
+    first = post_send(api, limited, send_body(approve(limited["workspace_id"])))
+    throttled = post_send(api, limited, send_body(approve(limited["workspace_id"])))
+    second = post_send(api, limited, send_body(approve(limited["workspace_id"]), "c@example.com"))
+    over = post_send(api, limited, send_body(approve(limited["workspace_id"]), "d@example.com"))
+
+    assert first.status_code == 200 and second.status_code == 200
+    assert throttled.status_code == 403
+    assert throttled.json()["error"]["code"] == "recipient_throttled"
+    assert over.status_code == 403
+    assert over.json()["error"]["code"] == "rate_limit_exceeded"
+    assert len(smtp_sink.messages) == 2
+
+
+def test_a_repeated_send_is_409_with_the_first_result_and_sends_nothing(api, workspace, smtp_sink):
+    body = send_body(approve(workspace["workspace_id"]))
+    first = post_send(api, workspace, body)
+
+    again = post_send(api, workspace, body)
+
+    assert again.status_code == 409
+    assert again.json()["email_id"] == first.json()["email_id"]
+    assert again.json()["status"] == "sent"
+    assert again.json()["error"]["code"] == "duplicate_send"
+    assert len(smtp_sink.messages) == 1
+
+
+def test_an_unconfirmed_hand_over_is_500_and_escalated(
+    api, workspace, settings, sendgrid_fake, smtp_sink
+):
+    tools.configure(dataclasses.replace(settings, **api_settings(sendgrid_fake), timeout_seconds=2))
+    sendgrid_fake.script.append(Drop(accept=True))
+
+    reply = post_send(api, workspace, send_body(approve(workspace["workspace_id"])))
+
+    assert reply.status_code == 500
+    body = reply.json()
+    assert body["success"] is False and body["status"] == "escalated"
+    assert body["error"]["code"] == "delivery_unconfirmed"
+    assert body["execution_result"]["sent"] is False
+    assert smtp_sink.messages == []  # never handed to a second provider
+
+
+def test_a_total_failure_cx08_reschedules_is_202_with_the_error(
+    api, workspace, settings, sendgrid_fake
+):
+    tools.configure(dataclasses.replace(settings, **api_settings(sendgrid_fake), smtp_server=None))
+    sendgrid_fake.script.append(sendgrid_reply(400, "bad request"))
+
+    reply = post_send(api, workspace, send_body(approve(workspace["workspace_id"])))
+
+    assert reply.status_code == 202
+    body = reply.json()
+    assert body["status"] == "scheduled"
+    assert body["error"]["code"] == "all_providers_failed"
+    assert body["self_correction"]["action"] == "reschedule"
+
+
+# Metrics -------------------------------------------------------------------------------
+
+
+def test_metrics_of_an_execution_and_collect_metrics(api, workspace, smtp_sink):
+    execution_id = approve(workspace["workspace_id"])
+    sent = post_send(api, workspace, send_body(execution_id)).json()
+    key = workspace["api_key"]
+
+    metrics = api.get(METRICS, key=key, params={"circuitExecutionId": execution_id})
+    collected = api.post(METRICS, key=key, params={"action": "collect-metrics"})
+
+    assert metrics.status_code == 200
+    assert metrics.json()["metrics"] == {
+        "delivered": False,
+        "bounced": False,
+        "opened": False,
+        "clicked": False,
+        "unsubscribed": False,
+        "complained": False,
+    }
+    assert metrics.json()["metrics_count"] == 1
+    assert metrics.json()["emails"][0]["email_id"] == sent["email_id"]
+    assert collected.status_code == 200
+    assert collected.json()["metrics_collected"] == 0
+    status = tools.get_email_status(sent["email_id"])
+    assert status["found"]
+
+
+def test_history_is_paged_and_filtered_with_a_total_count(api, workspace, smtp_sink):
+    other_client = "6f1c2d3e-0000-4000-8000-000000000001"
+    for n in range(5):
+        post_send(
+            api, workspace, send_body(approve(workspace["workspace_id"]), f"r{n}@example.com")
+        )
+    post_send(
+        api,
+        workspace,
+        send_body(approve(workspace["workspace_id"]), "r5@example.com", client_id=other_client),
+    )
+    key = workspace["api_key"]
+
+    page1 = api.get(METRICS, key=key, params={"action": "history", "limit": "2"}).json()
+    page3 = api.get(
+        METRICS, key=key, params={"action": "history", "limit": "2", "offset": "4"}
+    ).json()
+    by_client = api.get(
+        METRICS, key=key, params={"action": "history", "clientId": other_client}
+    ).json()
+    by_recipient = api.get(
+        METRICS, key=key, params={"action": "history", "recipient": "R0@example.com"}
+    ).json()
+
+    assert page1["total_count"] == 6 and len(page1["executions"]) == 2
+    assert page3["total_count"] == 6 and len(page3["executions"]) == 2
+    seen = {e["email_id"] for e in page1["executions"]} | {
+        e["email_id"] for e in page3["executions"]
+    }
+    assert len(seen) == 4
+    assert page1["executions"][0]["subject"] == ASSET["subject"]
+    assert page1["executions"][0]["sent"] is True
+    assert set(page1["executions"][0]["engagement_metrics"]) >= {"delivered", "opened"}
+    assert by_client["total_count"] == 1
+    assert by_client["executions"][0]["client_id"] == other_client
+    assert by_recipient["total_count"] == 1
+    assert by_recipient["executions"][0]["recipient"] == "r0@example.com"
+
+
+@pytest.mark.parametrize(
+    "params,code",
+    [
+        ({}, "missing_field"),
+        ({"action": "everything"}, "invalid_input"),
+        ({"action": "history", "limit": "0"}, "invalid_input"),
+        ({"action": "history", "limit": "501"}, "invalid_input"),
+        ({"action": "history", "clientId": "x"}, "invalid_input"),
+        ({"circuitExecutionId": "bad id!"}, "invalid_input"),
+        ({"circuitExecutionId": "e1", "surprise": "1"}, "invalid_input"),
+    ],
+)
+def test_bad_metrics_queries_are_400(api, workspace, params, code):
+    reply = api.get(METRICS, key=workspace["api_key"], params=params)
+
+    assert reply.status_code == 400
+    assert reply.json()["error"]["code"] == code
+
+
+def test_provider_performance_summary(api, workspace, settings, sendgrid_fake, smtp_sink):
+    tools.configure(dataclasses.replace(settings, **api_settings(sendgrid_fake)))
+    sendgrid_fake.script.append(sendgrid_reply(400, "bad request"))  # first send falls back
+    for n in range(3):
+        post_send(api, workspace, send_body(approve(workspace["workspace_id"]), f"p{n}@x.example"))
+
+    reply = api.get(METRICS, key=workspace["api_key"], params={"action": "performance"})
+
+    assert reply.status_code == 200
+    providers = {p["provider"]: p for p in reply.json()["providers"]}
+    assert providers["sendgrid"]["total"] == 3
+    assert providers["sendgrid"]["successful"] == 2
+    assert providers["sendgrid"]["success_rate"] == pytest.approx(0.6667)
+    assert providers["smtp"]["total"] == 1 and providers["smtp"]["success_rate"] == 1.0
+
+
+def test_a_bad_collect_metrics_action_is_400(api, workspace):
+    reply = api.post(METRICS, key=workspace["api_key"], params={"action": "history"})
+
+    assert reply.status_code == 400
+
+
+# Seed 000: /api/email/* ----------------------------------------------------------------
+
+
+def test_seed_000_send_is_still_circuit_bound(api, workspace, smtp_sink):
+    asset = {"subject": "Plain hello", "html_body": "<p>Hello there</p>"}
+    execution_id = approve(workspace["workspace_id"], asset=asset)
+    body = {
+        "to": "carol@example.com",
+        "subject": "Plain hello",
+        "body": "<p>Hello there</p>",
+        "circuit_execution_id": execution_id,
+        "client_id": CLIENT,
+    }
+
+    sent = api.post("/api/email/send", key=workspace["api_key"], json=body)
+    altered = api.post(
+        "/api/email/send",
+        key=workspace["api_key"],
+        json={**body, "to": "dave@example.com", "subject": "Something else"},
+    )
+    unapproved = api.post(
+        "/api/email/send",
+        key=workspace["api_key"],
+        json={**body, "to": "erin@example.com", "circuit_execution_id": "never_run"},
+    )
+
+    assert sent.status_code == 200 and sent.json()["status"] == "sent"
+    assert altered.status_code == 403
+    assert altered.json()["error"]["code"] == "content_mismatch"
+    assert unapproved.status_code == 403
+    assert unapproved.json()["error"]["code"] == "circuit_validation_failed"
+    [received] = smtp_sink.messages
+    assert received.rcpt_tos == ["carol@example.com"]
+
+
+def test_seed_000_send_needs_its_fields(api, workspace):
+    reply = api.post("/api/email/send", key=workspace["api_key"], json={"to": "a@example.com"})
+
+    assert reply.status_code == 400
+    assert reply.json()["error"]["code"] == "missing_field"
+
+
+def test_validate_says_valid_or_why_not(api, workspace):
+    good = api.post(
+        "/api/email/validate", key=workspace["api_key"], json={"email": "A@Example.com"}
+    )
+    bad = api.post("/api/email/validate", key=workspace["api_key"], json={"email": "nope@"})
+    missing = api.post("/api/email/validate", key=workspace["api_key"], json={})
+
+    assert good.status_code == 200 and good.json()["valid"] is True
+    assert good.json()["normalized"] == "A@example.com"
+    assert bad.status_code == 200 and bad.json()["valid"] is False and bad.json()["error"]
+    assert missing.status_code == 400 and missing.json()["error"]["code"] == "missing_field"
+
+
+def test_status_of_an_email(api, workspace, smtp_sink):
+    sent = post_send(api, workspace, send_body(approve(workspace["workspace_id"]))).json()
+
+    found = api.get(f"/api/email/status/{sent['email_id']}", key=workspace["api_key"])
+    unknown = api.get(
+        "/api/email/status/00000000-0000-4000-8000-000000000000", key=workspace["api_key"]
+    )
+    malformed = api.get("/api/email/status/not-an-id", key=workspace["api_key"])
+
+    assert found.status_code == 200
+    assert found.json()["status"] == "sent" and found.json()["delivery_attempts"] == 1
+    assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "not_found"
+    assert malformed.status_code == 400
+
+
+def test_providers_lists_the_chain_and_presets_but_no_secret(
+    api, workspace, settings, sendgrid_fake
+):
+    secret_settings = dataclasses.replace(
+        settings,
+        **api_settings(sendgrid_fake),
+        smtp_username="mailer",
+        smtp_password="smtp-password-123",
+    )
+    tools.configure(secret_settings)
+
+    reply = api.get("/api/email/providers", key=workspace["api_key"])
+
+    assert reply.status_code == 200
+    assert [p["name"] for p in reply.json()["providers"]] == ["sendgrid", "smtp"]
+    assert set(reply.json()["smtp_presets"]) == {"gmail", "outlook", "sendgrid-smtp"}
+    for secret in (sendgrid_fake.api_key, "smtp-password-123", "test-signing-secret"):
+        assert secret not in reply.text
+
+
+# HTTP-level errors ---------------------------------------------------------------------
+
+
+def test_unknown_routes_and_methods_answer_json(api, workspace):
+    missing = api.get("/api/nothing-here", key=workspace["api_key"])
+    wrong_method = api.request("DELETE", SEND, key=workspace["api_key"])
+
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
+    assert wrong_method.status_code == 405
+    assert wrong_method.json()["error"]["code"] == "method_not_allowed"
+
+
+def test_an_oversized_request_is_413_json_and_nothing_is_stored(api, workspace, runtime):
+    limit = runtime.settings.api_max_request_bytes
+    output = {**ASSET, "html_body": "x" * (limit + 10)}
+    body = json.dumps(
+        {"circuit_execution_id": "big", "circuit_id": "CX06", "success": True, "output": output}
+    )
+
+    reply = api.post(
+        EXECUTIONS,
+        key=workspace["api_key"],
+        content=body.encode(),
+        headers={"Content-Type": "application/json"},
+    )
+
+    assert reply.status_code == 413
+    assert reply.json()["error"]["code"] == "request_entity_too_large"
+    assert tools.validate_circuits(workspace["workspace_id"], "big")["circuits_passed"] == []

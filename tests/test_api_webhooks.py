@@ -1,0 +1,451 @@
+"""Provider webhooks over HTTP, signed with real keys: SendGrid's ECDSA P-256 (made with
+`cryptography`) and Resend's Svix HMAC (made with the `svix` package)."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+import secrets
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from sqlalchemy import func, select
+from svix.webhooks import Webhook
+
+import tools
+from persistence import ProviderEvent
+from tests.conftest import ASSET, api_settings, approve, make_settings
+from tests.fake_http import Reply
+
+SENDGRID = "/api/email/webhooks/sendgrid"
+RESEND = "/api/email/webhooks/resend"
+CLIENT = "550e8400-e29b-41d4-a716-446655440000"
+
+
+class SendGridSigner:
+    """SendGrid's side of the Event Webhook: an ECDSA P-256 key pair."""
+
+    def __init__(self) -> None:
+        self.private_key = ec.generate_private_key(ec.SECP256R1())
+        der = self.private_key.public_key().public_bytes(
+            Encoding.DER, PublicFormat.SubjectPublicKeyInfo
+        )
+        self.public_key = base64.b64encode(der).decode()
+
+    def headers(self, body: bytes, at: datetime | None = None) -> dict[str, str]:
+        timestamp = str(int((at or datetime.now(UTC)).timestamp()))
+        signature = self.private_key.sign(timestamp.encode() + body, ec.ECDSA(hashes.SHA256()))
+        return {
+            "Content-Type": "application/json",
+            "X-Twilio-Email-Event-Webhook-Signature": base64.b64encode(signature).decode(),
+            "X-Twilio-Email-Event-Webhook-Timestamp": timestamp,
+        }
+
+
+class ResendSigner:
+    """Svix's side of Resend's webhooks: a whsec_ secret."""
+
+    def __init__(self) -> None:
+        self.secret = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+        self._svix = Webhook(self.secret)
+
+    def headers(self, body: bytes, msg_id: str, at: datetime | None = None) -> dict[str, str]:
+        at = at or datetime.now(UTC)
+        return {
+            "Content-Type": "application/json",
+            "svix-id": msg_id,
+            "svix-timestamp": str(int(at.timestamp())),
+            "svix-signature": self._svix.sign(msg_id, at, body.decode()),
+        }
+
+
+@pytest.fixture(scope="module")
+def sendgrid_signer() -> SendGridSigner:
+    return SendGridSigner()
+
+
+@pytest.fixture(scope="module")
+def resend_signer() -> ResendSigner:
+    return ResendSigner()
+
+
+@pytest.fixture
+def settings(sqlite_url, smtp_sink, tmp_path, sendgrid_fake, sendgrid_signer, resend_signer):
+    return make_settings(
+        sqlite_url,
+        smtp_sink,
+        tmp_path,
+        **api_settings(sendgrid_fake),
+        sendgrid_webhook_public_key=sendgrid_signer.public_key,
+        resend_webhook_secret=resend_signer.secret,
+    )
+
+
+def send_via_api(api, workspace: dict, recipient: str = "bob@example.com") -> dict:
+    body = {
+        "circuit_execution_id": approve(workspace["workspace_id"]),
+        "client_id": CLIENT,
+        "recipient": recipient,
+        "final_asset": ASSET,
+    }
+    reply = api.post("/api/circuits/agents/email/send", key=workspace["api_key"], json=body).json()
+    assert reply["status"] == "sent", reply
+    return reply
+
+
+def sendgrid_events(sent: dict, fake, *kinds: dict[str, Any]) -> bytes:
+    """A SendGrid event array for a message the fake accepted, custom_args merged in."""
+    delivered = next(d for d in fake.delivered if d["email_id"] == sent["email_id"])
+    custom_args = delivered["request"].body["custom_args"]
+    base = {
+        "email": sent["recipient"],
+        "sg_message_id": f"{delivered['message_id']}.filter0001p1las1-1-5E3B-1",
+        "smtp-id": "<abc@ismtpd-555>",
+        **custom_args,
+    }
+    return json.dumps(
+        [{**base, "sg_event_id": secrets.token_hex(8), **kind} for kind in kinds]
+    ).encode()
+
+
+def stored_events() -> int:
+    with tools.get_runtime().sessions() as session:
+        return session.scalar(select(func.count()).select_from(ProviderEvent)) or 0
+
+
+NOW = int(datetime.now(UTC).timestamp())
+
+
+# SendGrid --------------------------------------------------------------------------------
+
+
+def test_sendgrid_events_are_stored_once_and_folded_into_the_metrics(
+    api, workspace, sendgrid_fake, sendgrid_signer
+):
+    sent = send_via_api(api, workspace)
+    body = sendgrid_events(
+        sent,
+        sendgrid_fake,
+        {"event": "processed", "timestamp": NOW - 60},
+        {"event": "delivered", "timestamp": NOW - 50, "response": "250 OK"},
+        {"event": "open", "timestamp": NOW - 40, "useragent": "Mail"},
+        {"event": "click", "timestamp": NOW - 30, "url": "https://acme.example/x"},
+    )
+
+    first = api.post(SENDGRID, content=body, headers=sendgrid_signer.headers(body))
+    # SendGrid redelivers with a fresh signature and new sg_event_ids: still the same events.
+    again_body = json.dumps(
+        [{**e, "sg_event_id": secrets.token_hex(8)} for e in json.loads(body)]
+    ).encode()
+    again = api.post(SENDGRID, content=again_body, headers=sendgrid_signer.headers(again_body))
+
+    assert first.status_code == 200, first.json()
+    assert first.json() == {"success": True, "received": 4, "stored": 4, "duplicates": 0}
+    assert again.status_code == 200
+    assert again.json()["stored"] == 0 and again.json()["duplicates"] == 4
+    assert stored_events() == 4
+    engagement = tools.get_email_status(sent["email_id"])["engagement"]
+    assert engagement["delivered"] and engagement["opened"] and engagement["clicked"]
+    assert not engagement["bounced"] and not engagement["complained"]
+    assert engagement["opened_at"] == datetime.fromtimestamp(NOW - 40, UTC).isoformat()
+    metrics = api.get(
+        "/api/circuits/agents/email/metrics",
+        key=workspace["api_key"],
+        params={"circuitExecutionId": sent["circuit_execution_id"]},
+    ).json()
+    assert metrics["metrics"]["delivered"] is True and metrics["metrics"]["clicked"] is True
+
+
+def test_a_hard_bounce_suppresses_and_the_next_send_is_blocked(
+    api, workspace, sendgrid_fake, sendgrid_signer
+):
+    sent = send_via_api(api, workspace)
+    body = sendgrid_events(
+        sent,
+        sendgrid_fake,
+        {"event": "bounce", "type": "bounce", "status": "5.1.1", "timestamp": NOW},
+    )
+
+    reply = api.post(SENDGRID, content=body, headers=sendgrid_signer.headers(body))
+
+    assert reply.status_code == 200 and reply.json()["stored"] == 1
+    engagement = tools.get_email_status(sent["email_id"])["engagement"]
+    assert engagement["bounced"] is True and engagement["bounce_type"] == "hard"
+    assert tools.is_suppressed(workspace["workspace_id"], "bob@example.com")
+    blocked = api.post(
+        "/api/circuits/agents/email/send",
+        key=workspace["api_key"],
+        json={
+            "circuit_execution_id": approve(workspace["workspace_id"]),
+            "client_id": CLIENT,
+            "recipient": "bob@example.com",
+            "final_asset": ASSET,
+        },
+    )
+    assert blocked.status_code == 403 and blocked.json()["error"]["code"] == "suppressed"
+    assert len(sendgrid_fake.delivered) == 1
+
+
+@pytest.mark.parametrize(
+    "event,suppressed,flag",
+    [
+        ({"event": "bounce", "type": "blocked"}, False, "bounced"),
+        ({"event": "spamreport"}, True, "complained"),
+        ({"event": "unsubscribe"}, True, "unsubscribed"),
+        ({"event": "group_unsubscribe", "asm_group_id": 1}, True, "unsubscribed"),
+        ({"event": "deferred", "attempt": "5"}, False, None),
+        ({"event": "dropped", "reason": "Bounced Address"}, False, None),
+    ],
+)
+def test_what_each_sendgrid_event_does(
+    api, workspace, sendgrid_fake, sendgrid_signer, event, suppressed, flag
+):
+    sent = send_via_api(api, workspace)
+    body = sendgrid_events(sent, sendgrid_fake, {**event, "timestamp": NOW})
+
+    reply = api.post(SENDGRID, content=body, headers=sendgrid_signer.headers(body))
+
+    assert reply.status_code == 200 and reply.json()["stored"] == 1
+    assert tools.is_suppressed(workspace["workspace_id"], "bob@example.com") is suppressed
+    engagement = tools.get_email_status(sent["email_id"])["engagement"]
+    flags = {
+        name
+        for name in ("delivered", "bounced", "opened", "clicked", "unsubscribed", "complained")
+        if engagement[name]
+    }
+    assert flags == ({flag} if flag else set())
+    if flag == "bounced":
+        assert engagement["bounce_type"] == "soft"
+
+
+def _tamper(signer: SendGridSigner, body: bytes) -> tuple[bytes, dict[str, str]]:
+    headers = signer.headers(body)
+    return body.replace(b"delivered", b"bounce"), headers
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["unsigned", "other_key", "tampered_body", "stale", "future", "garbage_signature"],
+)
+def test_a_sendgrid_request_that_is_not_signed_right_is_401_and_stores_nothing(
+    api, workspace, sendgrid_fake, sendgrid_signer, case
+):
+    sent = send_via_api(api, workspace)
+    body = sendgrid_events(sent, sendgrid_fake, {"event": "delivered", "timestamp": NOW})
+    headers = sendgrid_signer.headers(body)
+    if case == "unsigned":
+        headers = {"Content-Type": "application/json"}
+    elif case == "other_key":
+        headers = SendGridSigner().headers(body)
+    elif case == "tampered_body":
+        body, headers = _tamper(sendgrid_signer, body)
+    elif case == "stale":
+        headers = sendgrid_signer.headers(body, datetime.now(UTC) - timedelta(minutes=6))
+    elif case == "future":
+        headers = sendgrid_signer.headers(body, datetime.now(UTC) + timedelta(minutes=6))
+    else:
+        headers["X-Twilio-Email-Event-Webhook-Signature"] = "not base64!"
+
+    reply = api.post(SENDGRID, content=body, headers=headers)
+
+    assert reply.status_code == 401
+    assert reply.json()["error"]["code"] == "invalid_signature"
+    assert stored_events() == 0
+    assert tools.get_email_status(sent["email_id"])["engagement"]["delivered"] is False
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"not json", b'{"event": "delivered"}', b'[{"event": "delivered"}]', b"[NaN]", b"[1]"],
+)
+def test_a_signed_body_of_the_wrong_shape_is_400_and_stores_nothing(
+    api, sendgrid_signer, runtime, body
+):
+    reply = api.post(SENDGRID, content=body, headers=sendgrid_signer.headers(body))
+
+    assert reply.status_code == 400
+    assert reply.json()["error"]["code"] == "invalid_input"
+    assert stored_events() == 0
+
+
+def test_an_event_claiming_another_workspace_is_not_counted_for_the_email(
+    api, workspace, other_workspace, sendgrid_fake, sendgrid_signer
+):
+    sent = send_via_api(api, workspace)
+    spoof = [
+        {
+            "event": "spamreport",
+            "timestamp": NOW,
+            "email": "bob@example.com",
+            "email_id": sent["email_id"],
+            "workspace_id": other_workspace["workspace_id"],
+        }
+    ]
+    body = json.dumps(spoof).encode()
+
+    reply = api.post(SENDGRID, content=body, headers=sendgrid_signer.headers(body))
+
+    assert reply.status_code == 200 and reply.json()["stored"] == 1
+    assert tools.get_email_status(sent["email_id"])["engagement"]["complained"] is False
+    for ws in (workspace, other_workspace):
+        assert tools.is_suppressed(ws["workspace_id"], "bob@example.com") is False
+
+
+def test_an_event_that_overtook_its_send_is_folded_by_collect_metrics(
+    api, workspace, sendgrid_fake, sendgrid_signer
+):
+    # The event names only the provider's message id, and arrives before the send recorded it.
+    early = [{"event": "delivered", "timestamp": NOW, "sg_message_id": "early123.filter1"}]
+    body = json.dumps(early).encode()
+    stored = api.post(SENDGRID, content=body, headers=sendgrid_signer.headers(body))
+    assert stored.json()["stored"] == 1
+    sendgrid_fake.script.append(Reply(202, None, {"X-Message-Id": "early123"}))
+    sent = send_via_api(api, workspace)
+    assert tools.get_email_status(sent["email_id"])["engagement"]["delivered"] is False
+
+    collected = api.post(
+        "/api/circuits/agents/email/metrics",
+        key=workspace["api_key"],
+        params={"action": "collect-metrics"},
+    )
+
+    assert collected.status_code == 200 and collected.json()["metrics_collected"] == 1
+    assert tools.get_email_status(sent["email_id"])["engagement"]["delivered"] is True
+    again = api.post(
+        "/api/circuits/agents/email/metrics",
+        key=workspace["api_key"],
+        params={"action": "collect-metrics"},
+    )
+    assert again.json()["metrics_collected"] == 0
+
+
+# Resend ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def resend_only(settings, resend_fake):
+    """The runtime with Resend as the only provider (its webhook secret still set)."""
+    values = {**api_settings(resend=resend_fake), "sendgrid_api_key": None}
+    return tools.configure(dataclasses.replace(settings, **values))
+
+
+def resend_event(sent: dict, resend_fake, kind: str, **data: Any) -> bytes:
+    delivered = next(d for d in resend_fake.delivered if d["email_id"] == sent["email_id"])
+    tags = {t["name"]: t["value"] for t in delivered["request"].body["tags"]}
+    return json.dumps(
+        {
+            "type": kind,
+            "created_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+            "data": {
+                "email_id": delivered["message_id"],
+                "created_at": "2026-11-21T10:00:00.000Z",
+                "from": "news@acme.example",
+                "to": [sent["recipient"]],
+                "subject": ASSET["subject"],
+                "tags": tags,
+                **data,
+            },
+        }
+    ).encode()
+
+
+def test_resend_events_are_verified_stored_once_and_folded(
+    api, workspace, resend_only, resend_fake, resend_signer
+):
+    sent = send_via_api(api, workspace)
+    body = resend_event(sent, resend_fake, "email.delivered")
+    msg_id = "msg_" + secrets.token_hex(12)
+
+    first = api.post(RESEND, content=body, headers=resend_signer.headers(body, msg_id))
+    # Svix redelivers with the same svix-id (and a new timestamp and signature).
+    again = api.post(RESEND, content=body, headers=resend_signer.headers(body, msg_id))
+
+    assert first.status_code == 200 and first.json()["stored"] == 1
+    assert again.status_code == 200 and again.json()["duplicates"] == 1
+    assert stored_events() == 1
+    assert tools.get_email_status(sent["email_id"])["engagement"]["delivered"] is True
+
+
+@pytest.mark.parametrize(
+    "bounce,suppressed", [("Permanent", True), ("Transient", False), ("Undetermined", False)]
+)
+def test_a_resend_permanent_bounce_suppresses(
+    api, workspace, resend_only, resend_fake, resend_signer, bounce, suppressed
+):
+    sent = send_via_api(api, workspace)
+    body = resend_event(
+        sent,
+        resend_fake,
+        "email.bounced",
+        bounce={"type": bounce, "subType": "General", "message": "no such user"},
+    )
+
+    reply = api.post(RESEND, content=body, headers=resend_signer.headers(body, "msg_b1"))
+
+    assert reply.status_code == 200
+    engagement = tools.get_email_status(sent["email_id"])["engagement"]
+    assert engagement["bounced"] is True
+    assert engagement["bounce_type"] == ("hard" if suppressed else "soft")
+    assert tools.is_suppressed(workspace["workspace_id"], "bob@example.com") is suppressed
+
+
+def test_a_resend_complaint_suppresses(api, workspace, resend_only, resend_fake, resend_signer):
+    sent = send_via_api(api, workspace)
+    body = resend_event(sent, resend_fake, "email.complained")
+
+    api.post(RESEND, content=body, headers=resend_signer.headers(body, "msg_c1"))
+
+    assert tools.is_suppressed(workspace["workspace_id"], "bob@example.com") is True
+
+
+@pytest.mark.parametrize(
+    "case", ["unsigned", "other_secret", "tampered_body", "stale", "malformed_signature"]
+)
+def test_a_resend_request_that_is_not_signed_right_is_401_and_stores_nothing(
+    api, workspace, resend_only, resend_fake, resend_signer, case
+):
+    sent = send_via_api(api, workspace)
+    body = resend_event(sent, resend_fake, "email.complained")
+    headers = resend_signer.headers(body, "msg_x")
+    if case == "unsigned":
+        headers = {"Content-Type": "application/json"}
+    elif case == "other_secret":
+        headers = ResendSigner().headers(body, "msg_x")
+    elif case == "tampered_body":
+        body = body.replace(b"complained", b"delivered")
+    elif case == "stale":
+        headers = resend_signer.headers(body, "msg_x", datetime.now(UTC) - timedelta(minutes=6))
+    else:
+        headers["svix-signature"] = "garbage"
+
+    reply = api.post(RESEND, content=body, headers=headers)
+
+    assert reply.status_code == 401
+    assert reply.json()["error"]["code"] == "invalid_signature"
+    assert stored_events() == 0
+    assert tools.is_suppressed(workspace["workspace_id"], "bob@example.com") is False
+
+
+def test_webhooks_without_their_key_configured_are_503(api, settings):
+    tools.configure(
+        dataclasses.replace(settings, sendgrid_webhook_public_key=None, resend_webhook_secret=None)
+    )
+
+    for path in (SENDGRID, RESEND):
+        reply = api.post(path, content=b"[]", headers={"Content-Type": "application/json"})
+        assert reply.status_code == 503
+        assert reply.json()["error"]["code"] == "webhook_not_configured"
+    assert stored_events() == 0
+
+
+def test_a_malformed_webhook_key_is_a_configuration_error(settings):
+    from settings import SettingsError
+
+    with pytest.raises(SettingsError, match="SENDGRID_WEBHOOK_PUBLIC_KEY"):
+        tools.configure(dataclasses.replace(settings, sendgrid_webhook_public_key="not-a-key"))
+    tools.shutdown()

@@ -1,0 +1,160 @@
+"""Read-only reports over the audit trail: engagement per circuit execution, sending history,
+and how each provider performs. Every query is filtered by workspace."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import case, func, select
+
+from persistence import DeliveryAttempt, EmailExecution, EmailMetrics
+from tools.clock import iso
+from tools.errors import ToolFailure, failure_result
+from tools.runtime import get_runtime
+from tools.schemas import EngagementMetricsArgs, SendHistoryArgs, WorkspaceArgs, parse
+from tools.status import ENGAGEMENT, engagement_dict
+from tools.suppression import address_key
+
+
+def get_engagement_metrics(workspace_id: str, circuit_execution_id: str) -> dict[str, Any]:
+    """Engagement of the emails one circuit execution sent (seed 001's metrics shape).
+
+    `metrics` says whether any of them was delivered, opened, ...; `emails` has each one's.
+    """
+    runtime = get_runtime()
+    arguments = {"workspace_id": workspace_id, "circuit_execution_id": circuit_execution_id}
+    try:
+        args = parse(EngagementMetricsArgs, arguments)
+    except ToolFailure as failure:
+        return failure_result(failure)
+    with runtime.sessions() as session:
+        rows = session.execute(
+            select(EmailExecution, EmailMetrics)
+            .join(EmailMetrics, EmailMetrics.execution_id == EmailExecution.id, isouter=True)
+            .where(
+                EmailExecution.workspace_id == args.workspace_id,
+                EmailExecution.circuit_execution_id == args.circuit_execution_id,
+            )
+            .order_by(EmailExecution.created_at)
+        ).all()
+    emails = [
+        {
+            "email_id": execution.id,
+            "recipient": execution.recipient,
+            "status": execution.status,
+            "engagement": engagement_dict(metrics),
+        }
+        for execution, metrics in rows
+    ]
+    found = [metrics for _, metrics in rows if metrics is not None]
+    return {
+        "success": True,
+        "workspace_id": args.workspace_id,
+        "circuit_execution_id": args.circuit_execution_id,
+        "metrics": {name: any(getattr(m, name) for m in found) for name in ENGAGEMENT},
+        "metrics_count": len(found),
+        "emails": emails,
+    }
+
+
+def get_send_history(
+    workspace_id: str,
+    client_id: str | None = None,
+    recipient: str | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> dict[str, Any]:
+    """The workspace's sends, newest first, optionally for one client and/or recipient.
+
+    Paged by `limit` (1-500) and `offset`; `total_count` counts every match.
+    """
+    runtime = get_runtime()
+    arguments = {
+        "workspace_id": workspace_id,
+        "client_id": client_id,
+        "recipient": recipient,
+        "limit": limit,
+        "offset": offset,
+    }
+    try:
+        args = parse(SendHistoryArgs, arguments)
+        recipient_key = address_key(args.recipient) if args.recipient else None
+    except ToolFailure as failure:
+        return failure_result(failure)
+    filters = [EmailExecution.workspace_id == args.workspace_id]
+    if args.client_id is not None:
+        filters.append(EmailExecution.client_id == args.client_id)
+    if recipient_key is not None:
+        filters.append(EmailExecution.recipient_key == recipient_key)
+    with runtime.sessions() as session:
+        total = session.scalar(select(func.count()).select_from(EmailExecution).where(*filters))
+        rows = session.execute(
+            select(EmailExecution, EmailMetrics)
+            .join(EmailMetrics, EmailMetrics.execution_id == EmailExecution.id, isouter=True)
+            .where(*filters)
+            .order_by(EmailExecution.created_at.desc(), EmailExecution.id)
+            .limit(args.limit)
+            .offset(args.offset)
+        ).all()
+    return {
+        "success": True,
+        "workspace_id": args.workspace_id,
+        "executions": [
+            {
+                "email_id": execution.id,
+                "circuit_execution_id": execution.circuit_execution_id,
+                "client_id": execution.client_id,
+                "recipient": execution.recipient,
+                "subject": execution.subject,
+                "status": execution.status,
+                "sent": execution.sent,
+                "sent_at": iso(execution.sent_at),
+                "provider": execution.provider,
+                "created_at": iso(execution.created_at),
+                "engagement_metrics": engagement_dict(metrics),
+            }
+            for execution, metrics in rows
+        ],
+        "total_count": total or 0,
+        "limit": args.limit,
+        "offset": args.offset,
+    }
+
+
+def provider_performance(workspace_id: str) -> dict[str, Any]:
+    """Per provider, over this workspace's delivery attempts: emails tried, emails it sent,
+    success rate (sent / tried), attempts and mean latency."""
+    runtime = get_runtime()
+    try:
+        args = parse(WorkspaceArgs, {"workspace_id": workspace_id})
+    except ToolFailure as failure:
+        return failure_result(failure)
+    sent = case((DeliveryAttempt.outcome == "sent", DeliveryAttempt.execution_id))
+    with runtime.sessions() as session:
+        rows = session.execute(
+            select(
+                DeliveryAttempt.provider,
+                func.count(DeliveryAttempt.execution_id.distinct()),
+                func.count(sent.distinct()),
+                func.count(),
+                func.avg(DeliveryAttempt.latency_ms),
+            )
+            .where(DeliveryAttempt.workspace_id == args.workspace_id)
+            .group_by(DeliveryAttempt.provider)
+            .order_by(DeliveryAttempt.provider)
+        ).all()
+    return {
+        "success": True,
+        "workspace_id": args.workspace_id,
+        "providers": [
+            {
+                "provider": provider,
+                "total": total,
+                "successful": successful,
+                "success_rate": round(successful / total, 4) if total else 0.0,
+                "attempts": attempts,
+                "avg_latency_ms": round(float(latency or 0.0), 1),
+            }
+            for provider, total, successful, attempts, latency in rows
+        ],
+    }
