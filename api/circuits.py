@@ -20,7 +20,7 @@ from api.schemas import (
 )
 from tools.schemas import CircuitResultFields
 
-_ERRORS = {401: ErrorResponse, 403: ErrorResponse, 404: ErrorResponse}
+_ERRORS = {400: ErrorResponse, 401: ErrorResponse, 403: ErrorResponse, 404: ErrorResponse}
 
 circuits = APIBlueprint(
     "circuits",

@@ -27,7 +27,7 @@ email = APIBlueprint(
     url_prefix="/api/email",
     abp_tags=[Tag(name="email", description="Seed 000's email routes")],
     abp_security=SECURITY,
-    abp_responses={401: ErrorResponse},
+    abp_responses={400: ErrorResponse, 401: ErrorResponse},
 )
 email.before_request(authenticate)
 

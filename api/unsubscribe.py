@@ -17,10 +17,17 @@ unsubscribe = APIBlueprint(
     abp_tags=[Tag(name="unsubscribe", description="Public unsubscribe pages (no API key)")],
 )
 
-_HTML = {"content": {"text/html": {"schema": {"type": "string"}}}}
+_HTML = {"text/html": {"schema": {"type": "string"}}}
 _PAGES = {
-    200: {"description": "The page", **_HTML},
-    400: {"description": "A link that is not valid or has expired; nothing changed", **_HTML},
+    200: {"description": "The page", "content": _HTML},
+    400: {
+        "description": "A link that is not valid or has expired (the page); a malformed query "
+        "(JSON). Nothing changed.",
+        "content": {
+            **_HTML,
+            "application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}},
+        },
+    },
 }
 
 

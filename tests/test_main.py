@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import signal
 import subprocess
 import sys
 from email import message_from_bytes, policy
 from pathlib import Path
+
+import httpx
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -54,8 +58,6 @@ def test_demo_runs_the_group_chat_pass_circuit_failure_and_self_correction(tmp_p
 
 
 def test_subcommands_drive_a_send_and_show_its_status(tmp_path):
-    import json
-
     created = _run(
         [
             "create-workspace",
@@ -118,7 +120,8 @@ def test_bad_configuration_is_a_clear_error_not_a_traceback(tmp_path):
 def test_help_lists_the_commands(tmp_path):
     result = _run(["--help"], tmp_path)
     assert result.returncode == 0
-    for command in ("demo", "chat", "send", "status", "self-correct", "worker", "create-workspace"):
+    commands = ("demo", "chat", "send", "status", "self-correct", "worker", "create-workspace")
+    for command in (*commands, "serve", "rotate-key"):
         assert command in result.stdout
 
 
@@ -144,3 +147,47 @@ def test_chat_uses_the_model_from_an_oai_config_list(tmp_path):
 
     missing = _run(["chat", "--model-config", str(tmp_path / "absent")], tmp_path)
     assert missing.returncode == 2 and "no model config" in missing.stderr
+
+
+def test_serve_runs_the_api_on_waitress_and_rotate_key_replaces_the_key(tmp_path):
+    created = _run(
+        [
+            *("create-workspace", "--name", "Web", "--sender-email", "w@web.example"),
+            *("--postal-address", "1 Web Way, Net"),
+        ],
+        tmp_path,
+    )
+    workspace = json.loads(created.stdout)
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(("SMTP_", "EMAIL_"))}
+    server = subprocess.Popen(
+        [sys.executable, str(REPO / "main.py"), "serve", "--port", "0"],
+        cwd=tmp_path,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        line = server.stdout.readline()
+        match = re.search(r"http://127\.0\.0\.1:(\d+)", line)
+        assert match, line + server.stderr.read() if server.stderr else line
+        base = f"http://127.0.0.1:{match.group(1)}"
+        auth = {"Authorization": f"Bearer {workspace['api_key']}"}
+
+        served = httpx.get(f"{base}/api/email/providers", headers=auth, timeout=10)
+        assert served.status_code == 200 and served.headers["server"] == "email-service"
+        assert httpx.get(f"{base}/openapi.json", timeout=10).json()["openapi"].startswith("3.")
+
+        rotated = _run(["rotate-key", workspace["workspace_id"]], tmp_path)
+        assert rotated.returncode == 0, rotated.stderr
+        new_key = json.loads(rotated.stdout)["api_key"]
+        assert httpx.get(f"{base}/api/email/providers", headers=auth, timeout=10).status_code == 401
+        fresh = {"Authorization": f"Bearer {new_key}"}
+        assert (
+            httpx.get(f"{base}/api/email/providers", headers=fresh, timeout=10).status_code == 200
+        )
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(timeout=10)
+    assert _run(["rotate-key", "not-a-workspace"], tmp_path).returncode == 1
