@@ -547,3 +547,21 @@ def test_an_oversized_request_is_413_json_and_nothing_is_stored(api, workspace, 
     assert reply.status_code == 413
     assert reply.json()["error"]["code"] == "request_entity_too_large"
     assert tools.validate_circuits(workspace["workspace_id"], "big")["circuits_passed"] == []
+
+
+def test_an_unexpected_failure_is_a_json_500_without_details(api, workspace, runtime):
+    # A real fault: the metrics table is gone from under the running service.
+    with runtime.engine.begin() as connection:
+        connection.exec_driver_sql("DROP TABLE email_agent_metrics")
+
+    reply = api.get(METRICS, key=workspace["api_key"], params={"action": "history"})
+
+    assert reply.status_code == 500
+    assert reply.json() == {
+        "success": False,
+        "error": {
+            "code": "internal_error",
+            "message": "the server could not complete this request",
+        },
+    }
+    assert "email_agent_metrics" not in reply.text and "Traceback" not in reply.text

@@ -7,6 +7,7 @@ import base64
 import dataclasses
 import json
 import secrets
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -449,3 +450,42 @@ def test_a_malformed_webhook_key_is_a_configuration_error(settings):
     with pytest.raises(SettingsError, match="SENDGRID_WEBHOOK_PUBLIC_KEY"):
         tools.configure(dataclasses.replace(settings, sendgrid_webhook_public_key="not-a-key"))
     tools.shutdown()
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_concurrent_redeliveries_store_and_count_an_event_once(
+    database, request, settings, smtp_sink, sendgrid_fake, sendgrid_signer
+):
+    if database == "postgresql":
+        url = request.getfixturevalue("postgres_url")
+        tools.configure(dataclasses.replace(settings, database_url=url))
+    else:
+        tools.configure(settings)
+    try:
+        workspace = tools.create_workspace("W", "w@w.example", "1 Road, Town")
+        execution_id = approve(workspace["workspace_id"])
+        sent = tools.send_email(
+            workspace["workspace_id"], CLIENT, execution_id, "bob@example.com", ASSET
+        )
+        body = sendgrid_events(
+            sent,
+            sendgrid_fake,
+            {"event": "spamreport", "timestamp": NOW},
+            {"event": "open", "timestamp": NOW},
+        )
+        headers = sendgrid_signer.headers(body)
+
+        with ThreadPoolExecutor(8) as pool:
+            results = list(
+                pool.map(lambda _: tools.receive_webhook("sendgrid", headers, body), range(16))
+            )
+
+        assert all(r["success"] for r in results), results
+        assert sum(r["stored"] for r in results) == 2
+        assert sum(r["duplicates"] for r in results) == 30
+        assert stored_events() == 2
+        engagement = tools.get_email_status(sent["email_id"])["engagement"]
+        assert engagement["complained"] and engagement["opened"]
+        assert tools.is_suppressed(workspace["workspace_id"], "bob@example.com")
+    finally:
+        tools.shutdown()
