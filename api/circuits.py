@@ -18,6 +18,7 @@ from api.schemas import (
     SendResponse,
     WorkspaceQuery,
 )
+from tools.errors import ErrorCode, ToolFailure, failure_result
 from tools.schemas import CircuitResultFields
 
 _ERRORS = {400: ErrorResponse, 401: ErrorResponse, 403: ErrorResponse, 404: ErrorResponse}
@@ -73,14 +74,12 @@ def metrics(query: MetricsQuery):
     elif query.action == "performance":
         result = tools.provider_performance(workspace_id)
     elif query.circuitExecutionId is None:
-        result = {
-            "success": False,
-            "error": {
-                "code": "missing_field",
-                "message": "circuitExecutionId is required (or action=history|performance)",
-                "field": "circuitExecutionId",
-            },
-        }
+        missing = ToolFailure(
+            ErrorCode.MISSING_FIELD,
+            "circuitExecutionId is required (or action=history|performance)",
+            field="circuitExecutionId",
+        )
+        result = failure_result(missing)
     else:
         result = tools.get_engagement_metrics(workspace_id, query.circuitExecutionId)
     return tool_response(result)

@@ -9,12 +9,13 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from tools.schemas import (
-    MAX_ATTACHMENTS,
-    MAX_COPY_RECIPIENTS,
     Address,
+    AttachmentPaths,
+    CopyRecipients,
     ExecutionId,
-    HeaderText,
+    Preheader,
     SendEmailFields,
+    Subject,
     UUIDStr,
 )
 
@@ -67,18 +68,15 @@ class SimpleSendBody(_Body):
     for `circuit_execution_id` (`body` is its html_body)."""
 
     to: Address
-    subject: Annotated[HeaderText, Field(min_length=1, max_length=900)]
+    subject: Subject
     body: Annotated[str, Field(min_length=1)]
     text_body: str | None = None
-    preheader: Annotated[HeaderText, Field(max_length=500)] | None = None
+    preheader: Preheader | None = None
     circuit_execution_id: ExecutionId
     client_id: UUIDStr
-    cc: Annotated[list[Address], Field(max_length=MAX_COPY_RECIPIENTS)] = []
-    bcc: Annotated[list[Address], Field(max_length=MAX_COPY_RECIPIENTS)] = []
-    attachments: Annotated[
-        list[Annotated[str, Field(min_length=1, max_length=500)]],
-        Field(max_length=MAX_ATTACHMENTS, description="Paths relative to EMAIL_ATTACHMENTS_DIR"),
-    ] = []
+    cc: CopyRecipients = []
+    bcc: CopyRecipients = []
+    attachments: AttachmentPaths = []
 
 
 class ValidateBody(_Body):

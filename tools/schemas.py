@@ -128,6 +128,13 @@ UUIDStr = Annotated[str, AfterValidator(_uuid)]
 HeaderText = Annotated[str, AfterValidator(_no_line_breaks)]
 Address = Annotated[str, Field(min_length=3, max_length=320), AfterValidator(_no_line_breaks)]
 ExecutionId = Annotated[str, AfterValidator(_execution_id)]
+Subject = Annotated[HeaderText, Field(min_length=1, max_length=900)]
+Preheader = Annotated[HeaderText, Field(max_length=500)]
+CopyRecipients = Annotated[list[Address], Field(max_length=MAX_COPY_RECIPIENTS)]
+AttachmentPaths = Annotated[
+    list[Annotated[str, Field(min_length=1, max_length=500)]],
+    Field(max_length=MAX_ATTACHMENTS, description="Paths relative to EMAIL_ATTACHMENTS_DIR"),
+]
 
 
 class _Args(BaseModel):
@@ -138,8 +145,8 @@ class _Args(BaseModel):
 class FinalAsset(_Args):
     """The finished email CX06 produced. It is sent as it is; nothing here is rewritten."""
 
-    subject: Annotated[HeaderText, Field(min_length=1, max_length=900)]
-    preheader: Annotated[HeaderText, Field(max_length=500)] | None = None
+    subject: Subject
+    preheader: Preheader | None = None
     html_body: Annotated[str, Field(min_length=1)]
     text_body: str | None = None
     cta_url: Annotated[str, Field(max_length=2048), AfterValidator(_http_url)] | None = None
@@ -188,12 +195,9 @@ class SendEmailFields(_Args):
         FinalAsset | None,
         Field(description="CX06's asset; omit it to send the asset CX06 logged for the execution"),
     ] = None
-    cc: Annotated[list[Address], Field(max_length=MAX_COPY_RECIPIENTS)] = []
-    bcc: Annotated[list[Address], Field(max_length=MAX_COPY_RECIPIENTS)] = []
-    attachments: Annotated[
-        list[Annotated[str, Field(min_length=1, max_length=500)]],
-        Field(max_length=MAX_ATTACHMENTS, description="Paths relative to EMAIL_ATTACHMENTS_DIR"),
-    ] = []
+    cc: CopyRecipients = []
+    bcc: CopyRecipients = []
+    attachments: AttachmentPaths = []
     scheduled_for: Annotated[
         Annotated[datetime, Strict(False)] | None,  # parsed from ISO text
         BeforeValidator(_schedule_input),
