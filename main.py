@@ -215,6 +215,9 @@ def run_worker(args: argparse.Namespace) -> int:
         if counts["due"]:
             log.info("scheduled sends processed", extra=counts)
             print(json.dumps(counts))
+        folded = tools.fold_waiting_events()  # webhook events that overtook their send
+        if folded:
+            print(json.dumps({"events_folded": folded}))
         if args.once:
             return 0
         time.sleep(args.interval)
@@ -310,7 +313,10 @@ def build_parser() -> argparse.ArgumentParser:
     correct.add_argument("email_id")
     correct.set_defaults(handler=run_self_correct)
 
-    worker = commands.add_parser("worker", help="send scheduled emails when they are due")
+    worker = commands.add_parser(
+        "worker",
+        help="send scheduled emails when due; fold webhook events that arrived before their send",
+    )
     worker.add_argument("--once", action="store_true", help="process what is due, then exit")
     worker.add_argument("--interval", type=float, default=5.0, help="seconds between polls")
     worker.add_argument("--batch", type=int, default=100, help="emails per poll")

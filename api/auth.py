@@ -31,10 +31,12 @@ def authenticate() -> Response | None:
         response.headers["WWW-Authenticate"] = "Bearer"
         return response
     g.workspace_id = workspace_id
-    # Checked before the body is even parsed: naming another workspace is refused outright.
-    requested = _canonical_uuid(request.args.get("workspaceId"))
-    if requested is not None and requested != workspace_id:
-        return _forbidden()
+    # Checked before the body is even parsed: naming another workspace is refused outright,
+    # also as a second `workspaceId` that request parsing would not look at.
+    for value in request.args.getlist("workspaceId"):
+        requested = _canonical_uuid(value)
+        if requested is not None and requested != workspace_id:
+            return _forbidden()
     return None
 
 

@@ -88,9 +88,10 @@ class StatusPath(BaseModel):
 
 
 class TokenQuery(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # A link may come back with parameters added on the way (tracking): they are ignored.
+    model_config = ConfigDict(extra="ignore")
 
-    token: Annotated[str, Field(min_length=1, max_length=2000)]
+    token: Annotated[str, Field(max_length=2000)] | None = None
 
 
 # Responses ------------------------------------------------------------------------------

@@ -46,6 +46,8 @@ def _page(status: int, **context: object) -> Response:
 @unsubscribe.get("/unsubscribe", responses=_PAGES)
 def confirm_page(query: TokenQuery):
     """The confirmation page. Changes nothing."""
+    if not query.token:
+        return _page(400, state="invalid", message="this unsubscribe link is not complete")
     found = tools.describe_unsubscribe(query.token)
     if not found["success"]:
         return _page(400, state="invalid", message=found["error"]["message"])
@@ -65,6 +67,8 @@ def one_click(query: TokenQuery):
     if request.form.get("List-Unsubscribe") != "One-Click":
         message = "the request must say List-Unsubscribe=One-Click"
         return _page(400, state="invalid", message=message)
+    if not query.token:
+        return _page(400, state="invalid", message="this unsubscribe link is not complete")
     result = tools.unsubscribe(query.token)
     if not result["success"]:
         return _page(400, state="invalid", message=result["error"]["message"])

@@ -182,7 +182,7 @@ class EmailMetrics(Base):
     unsubscribed_at: Mapped[datetime | None]
     complained: Mapped[bool] = mapped_column(Boolean, default=False)
     complained_at: Mapped[datetime | None]
-    collected_at: Mapped[datetime | None]
+    collected_at: Mapped[datetime | None]  # when a provider event last changed these metrics
     created_at: Mapped[datetime]
 
 
@@ -205,8 +205,8 @@ class ProviderEvent(Base):
     """A verified provider webhook event, stored raw; `dedup_key` makes redelivery harmless.
 
     The normalised fields beside the payload are what folding into the metrics reads. An event
-    that names no send this service knows yet stays unlinked (no workspace) until metrics
-    collection finds its send; `folded_at` says when it was counted.
+    that names no send this service knows yet stays unlinked (no workspace) until a later pass
+    finds its send.
     """
 
     __tablename__ = "provider_events"
@@ -221,14 +221,16 @@ class ProviderEvent(Base):
     occurred_at: Mapped[datetime | None]
     bounce_type: Mapped[str | None] = mapped_column(String(20))  # hard | soft
     recipient: Mapped[str | None] = mapped_column(String(320))
-    # What the event says it is about: the email_id the send put in it, the provider's id.
+    # What the event says it is about: the email_id and workspace_id the send put in it, and
+    # the provider's message id. It is linked only to a send of the workspace it names.
     email_ref: Mapped[str | None] = mapped_column(String(64), index=True)
+    workspace_claim: Mapped[str | None] = mapped_column(String(64))
     provider_message_id: Mapped[str | None] = mapped_column(String(400), index=True)
+    # Set once linked to its send (and counted in that send's metrics); None while waiting.
     workspace_id: Mapped[str | None] = mapped_column(ForeignKey("workspaces.id"), index=True)
     execution_id: Mapped[str | None] = mapped_column(ForeignKey("email_agent_executions.id"))
     payload: Mapped[dict[str, Any]]
     received_at: Mapped[datetime]
-    folded_at: Mapped[datetime | None]
 
 
 class SelfCorrectionAction(Base):

@@ -9,8 +9,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import func, select
 
 import tools
+from persistence import CircuitExecutionLog
 from tests.api_client import API
 from tests.conftest import ASSET, CIRCUITS, api_settings, approve, parse_message
 from tests.fake_http import Drop
@@ -94,6 +96,24 @@ def test_naming_another_workspace_is_forbidden_and_does_nothing(
     assert reply.status_code == 403
     assert reply.json()["error"]["code"] == "forbidden"
     assert smtp_sink.messages == []
+    assert _circuit_logs() == 6  # only the ones approve() wrote
+
+
+def test_a_second_workspace_id_parameter_naming_another_workspace_is_forbidden(
+    api, workspace, other_workspace
+):
+    reply = api.get(
+        f"{METRICS}?action=history&workspaceId={workspace['workspace_id']}"
+        f"&workspaceId={other_workspace['workspace_id']}",
+        key=workspace["api_key"],
+    )
+
+    assert reply.status_code == 403
+
+
+def _circuit_logs() -> int:
+    with tools.get_runtime().sessions() as session:
+        return session.scalar(select(func.count()).select_from(CircuitExecutionLog)) or 0
 
 
 def test_one_workspace_never_reads_another_workspaces_emails_or_metrics(
@@ -204,6 +224,7 @@ def test_a_send_scheduled_for_later_is_202_and_not_sent_yet(api, workspace, smtp
         ({"recipient": "not an address"}, "invalid_recipient"),
         ({"attachments": ["../../etc/passwd"]}, "attachment_rejected"),
         ({"surprise": 1}, "invalid_input"),
+        ({"final_asset": {**ASSET, "tags": ["email_id"]}}, "invalid_input"),
     ],
 )
 def test_bad_input_is_400_with_its_code_and_nothing_is_sent(

@@ -38,7 +38,7 @@ def header_link(raw: bytes) -> str:
 
 
 def test_the_page_confirms_and_changes_nothing(api, workspace, smtp_sink):
-    send(workspace)
+    sent = send(workspace)
     path = link_from(smtp_sink.messages[0].data)
 
     reply = api.get(path)
@@ -51,6 +51,32 @@ def test_the_page_confirms_and_changes_nothing(api, workspace, smtp_sink):
     assert reply.headers["referrer-policy"] == "no-referrer"
     assert "set-cookie" not in reply.headers
     assert tools.is_suppressed(workspace["workspace_id"], "bob@example.com") is False
+    engagement = tools.get_email_status(sent["email_id"])["engagement"]
+    assert engagement["unsubscribed"] is False and engagement["collected_at"] is None
+
+
+def test_parameters_added_to_the_link_on_the_way_are_ignored(api, workspace, smtp_sink):
+    send(workspace)
+    path = header_link(smtp_sink.messages[0].data) + "&utm_source=mail"
+
+    page = api.get(path)
+    posted = api.post(path, data=ONE_CLICK)
+
+    assert page.status_code == 200 and posted.status_code == 200
+    assert tools.is_suppressed(workspace["workspace_id"], "bob@example.com") is True
+
+
+def test_the_page_escapes_what_it_shows(api, smtp_sink, runtime):
+    hostile = tools.create_workspace(
+        "Evil", "e@evil.example", "1 Road, Town", sender_name="<script>alert(1)</script>"
+    )
+    send(hostile)
+
+    page = api.get(link_from(smtp_sink.messages[0].data))
+
+    assert page.status_code == 200
+    assert "<script>" not in page.text and "&lt;script&gt;" in page.text
+    assert "script-src" not in page.headers["content-security-policy"]  # no script may run
 
 
 @pytest.mark.parametrize("encoding", ["form", "multipart"])
@@ -100,12 +126,9 @@ def test_a_tampered_link_says_so_and_changes_nothing(api, workspace, smtp_sink, 
     page = api.get(path)
     posted = api.post(path, data=ONE_CLICK)
 
-    if tamper == "missing":
-        assert page.status_code == 400 and page.json()["error"]["code"] == "missing_field"
-    else:
-        assert page.status_code == 400 and "not valid" in page.text
-        assert posted.status_code == 400 and "Nothing was changed" in posted.text
-    assert posted.status_code == 400
+    assert page.status_code == 400 and page.headers["content-type"].startswith("text/html")
+    assert ("not complete" if tamper == "missing" else "not valid") in page.text
+    assert posted.status_code == 400 and "Nothing was changed" in posted.text
     assert tools.is_suppressed(workspace["workspace_id"], "bob@example.com") is False
 
 

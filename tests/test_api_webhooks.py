@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
+import random
 import secrets
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -146,7 +147,13 @@ def test_sendgrid_events_are_stored_once_and_folded_into_the_metrics(
     again = api.post(SENDGRID, content=again_body, headers=sendgrid_signer.headers(again_body))
 
     assert first.status_code == 200, first.json()
-    assert first.json() == {"success": True, "received": 4, "stored": 4, "duplicates": 0}
+    assert first.json() == {
+        "success": True,
+        "received": 4,
+        "stored": 4,
+        "duplicates": 0,
+        "rejected": 0,
+    }
     assert again.status_code == 200
     assert again.json()["stored"] == 0 and again.json()["duplicates"] == 4
     assert stored_events() == 4
@@ -260,11 +267,8 @@ def test_a_sendgrid_request_that_is_not_signed_right_is_401_and_stores_nothing(
     assert tools.get_email_status(sent["email_id"])["engagement"]["delivered"] is False
 
 
-@pytest.mark.parametrize(
-    "body",
-    [b"not json", b'{"event": "delivered"}', b'[{"event": "delivered"}]', b"[NaN]", b"[1]"],
-)
-def test_a_signed_body_of_the_wrong_shape_is_400_and_stores_nothing(
+@pytest.mark.parametrize("body", [b"not json", b'{"event": "delivered"}', b"[NaN]", b""])
+def test_a_signed_body_that_is_not_an_event_array_is_400_and_stores_nothing(
     api, sendgrid_signer, runtime, body
 ):
     reply = api.post(SENDGRID, content=body, headers=sendgrid_signer.headers(body))
@@ -274,22 +278,49 @@ def test_a_signed_body_of_the_wrong_shape_is_400_and_stores_nothing(
     assert stored_events() == 0
 
 
-def test_an_event_claiming_another_workspace_is_not_counted_for_the_email(
+def test_unreadable_items_do_not_cost_the_rest_of_the_batch(
+    api, workspace, sendgrid_fake, sendgrid_signer
+):
+    sent = send_via_api(api, workspace)
+    good = json.loads(
+        sendgrid_events(
+            sent, sendgrid_fake, {"event": "bounce", "type": "bounce", "timestamp": NOW}
+        )
+    )
+    body = json.dumps(
+        [1, {"event": "open", "timestamp": "yesterday"}, {"timestamp": NOW}, *good]
+    ).encode()
+
+    reply = api.post(SENDGRID, content=body, headers=sendgrid_signer.headers(body))
+
+    assert reply.status_code == 200
+    assert reply.json() == {
+        "success": True,
+        "received": 4,
+        "stored": 1,
+        "duplicates": 0,
+        "rejected": 3,
+    }
+    assert tools.is_suppressed(workspace["workspace_id"], "bob@example.com")
+
+
+def test_an_event_claiming_another_workspace_is_never_counted_for_the_email(
     api, workspace, other_workspace, sendgrid_fake, sendgrid_signer
 ):
     sent = send_via_api(api, workspace)
-    spoof = [
-        {
-            "event": "spamreport",
-            "timestamp": NOW,
-            "email": "bob@example.com",
-            "email_id": sent["email_id"],
-            "workspace_id": other_workspace["workspace_id"],
-        }
-    ]
+    genuine = json.loads(sendgrid_events(sent, sendgrid_fake, {"event": "spamreport"}))[0]
+    # Right email_id and provider message id, but it names another workspace.
+    spoof = [{**genuine, "timestamp": NOW, "workspace_id": other_workspace["workspace_id"]}]
     body = json.dumps(spoof).encode()
 
     reply = api.post(SENDGRID, content=body, headers=sendgrid_signer.headers(body))
+    for ws in (workspace, other_workspace):  # nor later, when waiting events are folded
+        api.post(
+            "/api/circuits/agents/email/metrics",
+            key=ws["api_key"],
+            params={"action": "collect-metrics"},
+        )
+    tools.fold_waiting_events()
 
     assert reply.status_code == 200 and reply.json()["stored"] == 1
     assert tools.get_email_status(sent["email_id"])["engagement"]["complained"] is False
@@ -323,6 +354,30 @@ def test_an_event_that_overtook_its_send_is_folded_by_collect_metrics(
         params={"action": "collect-metrics"},
     )
     assert again.json()["metrics_collected"] == 0
+
+
+def test_the_worker_pass_folds_an_event_that_overtook_its_send(
+    api, workspace, sendgrid_fake, sendgrid_signer
+):
+    early = [
+        {
+            "event": "bounce",
+            "type": "bounce",
+            "timestamp": NOW,
+            "email": "bob@example.com",
+            "sg_message_id": "early456.filter1",
+        }
+    ]
+    body = json.dumps(early).encode()
+    api.post(SENDGRID, content=body, headers=sendgrid_signer.headers(body))
+    sendgrid_fake.script.append(Reply(202, None, {"X-Message-Id": "early456"}))
+    sent = send_via_api(api, workspace)
+
+    assert tools.fold_waiting_events() == 1
+
+    assert tools.get_email_status(sent["email_id"])["engagement"]["bounced"] is True
+    assert tools.is_suppressed(workspace["workspace_id"], "bob@example.com")
+    assert tools.fold_waiting_events() == 0
 
 
 # Resend ----------------------------------------------------------------------------------
@@ -393,6 +448,29 @@ def test_a_resend_permanent_bounce_suppresses(
     assert engagement["bounced"] is True
     assert engagement["bounce_type"] == ("hard" if suppressed else "soft")
     assert tools.is_suppressed(workspace["workspace_id"], "bob@example.com") is suppressed
+
+
+def test_a_resend_event_of_an_email_with_copies_is_counted_but_suppresses_no_one(
+    api, workspace, resend_only, resend_fake, resend_signer
+):
+    # Resend does not say which recipient bounced: with copies, it could be any of them.
+    body = {
+        "circuit_execution_id": approve(workspace["workspace_id"]),
+        "client_id": CLIENT,
+        "recipient": "bob@example.com",
+        "cc": ["carol@example.com"],
+        "final_asset": ASSET,
+    }
+    sent = api.post("/api/circuits/agents/email/send", key=workspace["api_key"], json=body).json()
+    event = resend_event(
+        sent, resend_fake, "email.bounced", bounce={"type": "Permanent", "subType": "General"}
+    )
+
+    api.post(RESEND, content=event, headers=resend_signer.headers(event, "msg_cc"))
+
+    assert tools.get_email_status(sent["email_id"])["engagement"]["bounced"] is True
+    for address in ("bob@example.com", "carol@example.com"):
+        assert tools.is_suppressed(workspace["workspace_id"], address) is False
 
 
 def test_a_resend_complaint_suppresses(api, workspace, resend_only, resend_fake, resend_signer):
@@ -486,6 +564,55 @@ def test_concurrent_redeliveries_store_and_count_an_event_once(
         assert stored_events() == 2
         engagement = tools.get_email_status(sent["email_id"])["engagement"]
         assert engagement["complained"] and engagement["opened"]
+        assert tools.is_suppressed(workspace["workspace_id"], "bob@example.com")
+    finally:
+        tools.shutdown()
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_concurrent_overlapping_batches_neither_deadlock_nor_lose_the_hard_bounce(
+    database, request, settings, smtp_sink, sendgrid_fake, sendgrid_signer
+):
+    if database == "postgresql":
+        url = request.getfixturevalue("postgres_url")
+        tools.configure(dataclasses.replace(settings, database_url=url))
+    else:
+        tools.configure(settings)
+    try:
+        workspace = tools.create_workspace("W", "w@w.example", "1 Road, Town")
+        execution_id = approve(workspace["workspace_id"])
+        sent = tools.send_email(
+            workspace["workspace_id"], CLIENT, execution_id, "bob@example.com", ASSET
+        )
+        shared = [
+            {"event": "bounce", "type": "bounce", "timestamp": NOW},
+            {"event": "delivered", "timestamp": NOW - 5},
+            {"event": "open", "timestamp": NOW - 4},
+            {"event": "click", "timestamp": NOW - 3, "url": "https://acme.example/a"},
+            {"event": "spamreport", "timestamp": NOW - 2},
+        ]
+        batches = []
+        for n in range(12):
+            own = [
+                {"event": "bounce", "type": "blocked", "timestamp": NOW - 100 - n},
+                {"event": "open", "timestamp": NOW - 200 - n},
+            ]
+            events = shared + own
+            random.Random(n).shuffle(events)  # every batch in another order
+            body = sendgrid_events(sent, sendgrid_fake, *events)
+            batches.append((sendgrid_signer.headers(body), body))
+
+        with ThreadPoolExecutor(12) as pool:
+            results = list(
+                pool.map(lambda batch: tools.receive_webhook("sendgrid", *batch), batches)
+            )
+
+        assert all(r["success"] for r in results), results
+        assert sum(r["stored"] for r in results) == len(shared) + 24
+        assert stored_events() == len(shared) + 24
+        engagement = tools.get_email_status(sent["email_id"])["engagement"]
+        assert engagement["bounce_type"] == "hard"
+        assert engagement["opened_at"] == datetime.fromtimestamp(NOW - 211, UTC).isoformat()
         assert tools.is_suppressed(workspace["workspace_id"], "bob@example.com")
     finally:
         tools.shutdown()

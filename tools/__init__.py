@@ -6,7 +6,7 @@ code, never as exceptions. `TOOL_SCHEMAS` holds each function's JSON schema.
 
 from tools.addresses import describe_address
 from tools.circuits import record_circuit_result, validate_circuits
-from tools.engagement import collect_metrics, receive_webhook
+from tools.engagement import collect_metrics, fold_waiting_events, receive_webhook
 from tools.errors import ToolFailure, echo
 from tools.metrics import get_engagement_metrics, get_send_history, provider_performance
 from tools.runtime import configure, get_runtime, shutdown
@@ -41,6 +41,7 @@ __all__ = [
     "configure",
     "create_workspace",
     "describe_unsubscribe",
+    "fold_waiting_events",
     "get_email_status",
     "get_engagement_metrics",
     "get_runtime",

@@ -22,8 +22,7 @@ from tools.providers.resend import ResendProvider
 from tools.providers.sendgrid import SendGridProvider
 from tools.providers.smtp import SMTPProvider
 from tools.unsubscribe_tokens import UnsubscribeTokens, resolve_signing_secret
-from tools.webhooks.resend import ResendWebhook
-from tools.webhooks.sendgrid import SendGridWebhook
+from tools.webhooks.events import WebhookReader
 
 log = logging.getLogger(__name__)
 
@@ -40,11 +39,16 @@ class Runtime:
             resolve_signing_secret(settings),
             max_age_seconds=settings.unsubscribe_token_max_age_days * 86_400,
         )
-        # The webhook verifiers, by provider; a provider without its key/secret has none.
-        self.webhooks: dict[str, SendGridWebhook | ResendWebhook] = {}
+        # The webhook verifiers, by provider; a provider without its key/secret has none. Their
+        # libraries (cryptography, svix: ~15 MiB) are imported only when configured.
+        self.webhooks: dict[str, WebhookReader] = {}
         if settings.sendgrid_webhook_public_key:
+            from tools.webhooks.sendgrid import SendGridWebhook
+
             self.webhooks["sendgrid"] = SendGridWebhook(settings.sendgrid_webhook_public_key)
         if settings.resend_webhook_secret:
+            from tools.webhooks.resend import ResendWebhook
+
             self.webhooks["resend"] = ResendWebhook(settings.resend_webhook_secret)
         self.dev_server: LocalSMTPServer | None = None
         self.outbox: OutboxHandler | None = None

@@ -72,9 +72,15 @@ _TAG = r"^[A-Za-z0-9_-]{1,100}$"
 _TAG_RE = re.compile(_TAG)
 
 
+# Tag names the service itself sends to Resend, to map webhook events back to the email.
+_RESERVED_TAGS = {"email_id", "workspace_id"}
+
+
 def _tag(value: str) -> str:
     if not _TAG_RE.match(value):
         raise PydanticCustomError("invalid_tag", "a tag is 1-100 ASCII letters, digits, '_' or '-'")
+    if value.lower() in _RESERVED_TAGS:
+        raise PydanticCustomError("invalid_tag", "'email_id' and 'workspace_id' are reserved")
     return value
 
 

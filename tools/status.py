@@ -21,6 +21,7 @@ def engagement_dict(metrics: EmailMetrics | None) -> dict[str, Any] | None:
         return None
     result: dict[str, Any] = {name: getattr(metrics, name) for name in ENGAGEMENT}
     result["bounce_type"] = metrics.bounce_type
+    result["collected_at"] = metrics.collected_at.isoformat() if metrics.collected_at else None
     for name in ENGAGEMENT:
         at = getattr(metrics, f"{name}_at")
         result[f"{name}_at"] = at.isoformat() if at else None

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from tools.errors import ErrorCode, ToolFailure
 
@@ -22,7 +23,8 @@ class EngagementEvent:
 
     `dedup_key` is what makes a redelivery harmless; `email_id`/`workspace_id` are what the
     send put into the message (SendGrid custom_args, Resend tags); `provider_message_id`
-    links an event when they are missing.
+    links an event when they are missing. `recipient` is None when the provider does not say
+    which recipient the event is about.
     """
 
     provider: str
@@ -48,3 +50,13 @@ def json_body(body: bytes) -> Any:
         return json.loads(body, parse_constant=_no_constants)
     except (ValueError, RecursionError):
         raise ToolFailure(ErrorCode.INVALID_INPUT, "the body is not JSON") from None
+
+
+class WebhookReader(Protocol):
+    """One provider's webhook: verifies a request and reads its events."""
+
+    provider: str
+
+    def read(self, headers: Mapping[str, str], body: bytes) -> tuple[list[EngagementEvent], int]:
+        """(events, unreadable items) of a verified request, else `ToolFailure`."""
+        ...

@@ -3,7 +3,8 @@
 Svix signs `{svix-id}.{svix-timestamp}.{raw body}` with HMAC-SHA256 under the `whsec_` secret
 (`RESEND_WEBHOOK_SECRET`) and refuses timestamps more than five minutes off. `svix-id` stays
 the same across redeliveries, so it is the dedup key. The send's `email_id` and
-`workspace_id` come back in `data.tags`, an object map.
+`workspace_id` come back in `data.tags`, an object map. An event does not say which of the
+email's recipients it is about.
 """
 
 from __future__ import annotations
@@ -42,13 +43,13 @@ class ResendWebhook:
                 "RESEND_WEBHOOK_SECRET must be the whsec_ secret Resend shows"
             ) from None
 
-    def read(self, headers: Mapping[str, str], body: bytes) -> list[EngagementEvent]:
-        """The event of a request Svix signed for Resend in the last five minutes, else
-        `ToolFailure` (`invalid_signature`, or `invalid_input` for a signed body of the wrong
-        shape). `headers` has lower-case names.
+    def read(self, headers: Mapping[str, str], body: bytes) -> tuple[list[EngagementEvent], int]:
+        """The one event of a request Svix signed for Resend in the last five minutes (and 0
+        unreadable items), else `ToolFailure` (`invalid_signature`, or `invalid_input` for a
+        signed body of the wrong shape). `headers` has lower-case names.
         """
         self._verify(headers, body)
-        return [self._event(headers["svix-id"], json_body(body))]
+        return [self._event(headers["svix-id"], json_body(body))], 0
 
     def _verify(self, headers: Mapping[str, str], body: bytes) -> None:
         wanted = {name: headers.get(name) or "" for name in _HEADERS}
@@ -74,8 +75,6 @@ class ResendWebhook:
             permanent = isinstance(bounce, dict) and bounce.get("type") == "Permanent"
             bounce_type = "hard" if permanent else "soft"
         tags = data.get("tags") if isinstance(data.get("tags"), dict) else {}
-        to = data.get("to")
-        recipient = to[0] if isinstance(to, list) and to else to
         return EngagementEvent(
             provider="resend",
             dedup_key=svix_id[:400],
@@ -83,7 +82,8 @@ class ResendWebhook:
             kind=kind,
             occurred_at=_when(envelope.get("created_at")),
             payload=envelope,
-            recipient=_text(recipient),
+            # `data.to` is the email's To list, not the recipient the event is about.
+            recipient=None,
             email_id=_text(tags.get("email_id")),
             workspace_id=_text(tags.get("workspace_id")),
             provider_message_id=_text(data.get("email_id")),

@@ -54,17 +54,20 @@ class SendGridWebhook:
             raise SettingsError("SENDGRID_WEBHOOK_PUBLIC_KEY must be an ECDSA public key")
         self._key = key
 
-    def read(self, headers: Mapping[str, str], body: bytes) -> list[EngagementEvent]:
-        """The events of a request SendGrid signed in the last five minutes, else `ToolFailure`
-        (`invalid_signature`, or `invalid_input` for a signed body of the wrong shape).
+    def read(self, headers: Mapping[str, str], body: bytes) -> tuple[list[EngagementEvent], int]:
+        """The events of a request SendGrid signed in the last five minutes, and how many items
+        were not readable events; else `ToolFailure` (`invalid_signature`, or `invalid_input`
+        when the signed body is not an array). `headers` has lower-case names.
 
-        `headers` has lower-case names.
+        An unreadable item does not cost the others: refusing the batch would make SendGrid
+        redeliver it until it gives up, losing the good events (hard bounces among them).
         """
         self._verify(headers, body)
         items = json_body(body)
-        if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+        if not isinstance(items, list):
             raise ToolFailure(ErrorCode.INVALID_INPUT, "the body must be a JSON array of events")
-        return [_event(item) for item in items]
+        events = [event for item in items if (event := _event(item)) is not None]
+        return events, len(items) - len(events)
 
     def _verify(self, headers: Mapping[str, str], body: bytes) -> None:
         signature = headers.get(SIGNATURE_HEADER)
@@ -84,11 +87,14 @@ class SendGridWebhook:
             raise _rejected("the signed timestamp is too old or too new")
 
 
-def _event(item: dict[str, Any]) -> EngagementEvent:
+def _event(item: Any) -> EngagementEvent | None:
+    """One event, or None for an item without a usable `event` name and `timestamp`."""
+    if not isinstance(item, dict):
+        return None
     name = item.get("event")
     stamp = item.get("timestamp")
     if not isinstance(name, str) or not isinstance(stamp, int) or isinstance(stamp, bool):
-        raise ToolFailure(ErrorCode.INVALID_INPUT, "each event needs an 'event' and a 'timestamp'")
+        return None
     message_id = _text(item.get("sg_message_id"))
     kind = _KINDS.get(name, "other")
     bounce_type = None
@@ -102,7 +108,7 @@ def _event(item: dict[str, Any]) -> EngagementEvent:
     try:
         occurred_at = datetime.fromtimestamp(stamp, UTC)
     except (OverflowError, OSError, ValueError):
-        raise ToolFailure(ErrorCode.INVALID_INPUT, "an event's timestamp is out of range") from None
+        return None
     return EngagementEvent(
         provider="sendgrid",
         dedup_key=dedup[:400],

@@ -23,8 +23,8 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("bounce_type", sa.String(length=20), nullable=True))
         batch_op.add_column(sa.Column("recipient", sa.String(length=320), nullable=True))
         batch_op.add_column(sa.Column("email_ref", sa.String(length=64), nullable=True))
+        batch_op.add_column(sa.Column("workspace_claim", sa.String(length=64), nullable=True))
         batch_op.add_column(sa.Column("provider_message_id", sa.String(length=400), nullable=True))
-        batch_op.add_column(sa.Column("folded_at", sa.DateTime(timezone=True), nullable=True))
         batch_op.create_index(batch_op.f("ix_provider_events_email_ref"), ["email_ref"])
         batch_op.create_index(
             batch_op.f("ix_provider_events_provider_message_id"), ["provider_message_id"]
@@ -36,8 +36,8 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_provider_events_provider_message_id"))
         batch_op.drop_index(batch_op.f("ix_provider_events_email_ref"))
         for column in (
-            "folded_at",
             "provider_message_id",
+            "workspace_claim",
             "email_ref",
             "recipient",
             "bounce_type",
