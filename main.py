@@ -211,13 +211,20 @@ def run_self_correct(args: argparse.Namespace) -> int:
 def run_worker(args: argparse.Namespace) -> int:
     log = logging.getLogger("worker")
     while True:
-        counts = tools.send_due_emails(limit=args.batch)
-        if counts["due"]:
-            log.info("scheduled sends processed", extra=counts)
-            print(json.dumps(counts))
-        folded = tools.fold_waiting_events()  # webhook events that overtook their send
-        if folded:
-            print(json.dumps({"events_folded": folded}))
+        # A failed pass (the database away, a deadlock victim) is logged and tried again at
+        # the next poll: one bad moment must not stop scheduled sends for good.
+        try:
+            counts = tools.send_due_emails(limit=args.batch)
+            if counts["due"]:
+                log.info("scheduled sends processed", extra=counts)
+                print(json.dumps(counts))
+            folded = tools.fold_waiting_events()  # webhook events that overtook their send
+            if folded:
+                print(json.dumps({"events_folded": folded}))
+        except Exception:
+            log.exception("worker pass failed; retrying at the next poll")
+            if args.once:
+                return 1
         if args.once:
             return 0
         time.sleep(args.interval)

@@ -87,6 +87,6 @@ def metrics(query: MetricsQuery):
 
 @circuits.post("/agents/email/metrics", responses={200: CollectResponse})
 def collect_metrics(query: CollectQuery):
-    """`action=collect-metrics`: fold provider events that arrived before their send was
-    recorded, and stamp the workspace's metrics as collected."""
+    """`action=collect-metrics`: fold this workspace's provider events that arrived before
+    their send was recorded (the worker does so too, every poll)."""
     return tool_response(tools.collect_metrics(own_workspace(query.workspaceId)))

@@ -19,6 +19,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -99,6 +100,8 @@ class EmailExecution(Base):
         Index("ix_executions_rate_window", "workspace_id", "reserved_at"),
         Index("ix_executions_recipient", "workspace_id", "recipient_key", "reserved_at"),
         Index("ix_executions_due", "status", "scheduled_for"),
+        # How a webhook event without the email_id finds its send.
+        Index("ix_executions_provider_message", "provider", "provider_message_id"),
     )
 
     id: Mapped[str] = _uuid_column(primary_key=True)  # the public email_id
@@ -210,7 +213,16 @@ class ProviderEvent(Base):
     """
 
     __tablename__ = "provider_events"
-    __table_args__ = (UniqueConstraint("provider", "dedup_key", name="uq_provider_event"),)
+    __table_args__ = (
+        UniqueConstraint("provider", "dedup_key", name="uq_provider_event"),
+        # The few events still waiting for their send, for the worker's pass.
+        Index(
+            "ix_provider_events_waiting",
+            "received_at",
+            postgresql_where=text("execution_id IS NULL"),
+            sqlite_where=text("execution_id IS NULL"),
+        ),
+    )
 
     id: Mapped[str] = _uuid_column(primary_key=True)
     provider: Mapped[str] = mapped_column(String(32))

@@ -225,6 +225,7 @@ def test_a_send_scheduled_for_later_is_202_and_not_sent_yet(api, workspace, smtp
         ({"attachments": ["../../etc/passwd"]}, "attachment_rejected"),
         ({"surprise": 1}, "invalid_input"),
         ({"final_asset": {**ASSET, "tags": ["email_id"]}}, "invalid_input"),
+        ({"final_asset": {**ASSET, "tags": ["Workspace_ID"]}}, "invalid_input"),
     ],
 )
 def test_bad_input_is_400_with_its_code_and_nothing_is_sent(

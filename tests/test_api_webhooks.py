@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
+import os
 import random
 import secrets
 from concurrent.futures import ThreadPoolExecutor
@@ -20,9 +21,10 @@ from sqlalchemy import func, select
 from svix.webhooks import Webhook
 
 import tools
-from persistence import ProviderEvent
+from persistence import EmailMetrics, ProviderEvent
 from tests.conftest import ASSET, api_settings, approve, make_settings
 from tests.fake_http import Reply
+from tests.fake_providers import FakeSendGrid
 
 SENDGRID = "/api/email/webhooks/sendgrid"
 RESEND = "/api/email/webhooks/resend"
@@ -356,6 +358,78 @@ def test_an_event_that_overtook_its_send_is_folded_by_collect_metrics(
     assert again.json()["metrics_collected"] == 0
 
 
+def test_an_event_for_an_address_the_email_did_not_go_to_suppresses_no_one(
+    api, workspace, sendgrid_fake, sendgrid_signer
+):
+    sent = send_via_api(api, workspace)
+    body = sendgrid_events(
+        sent, sendgrid_fake, {"event": "spamreport", "timestamp": NOW, "email": "x@stranger.org"}
+    )
+
+    api.post(SENDGRID, content=body, headers=sendgrid_signer.headers(body))
+
+    assert tools.get_email_status(sent["email_id"])["engagement"]["complained"] is True
+    for address in ("x@stranger.org", "bob@example.com"):
+        assert tools.is_suppressed(workspace["workspace_id"], address) is False
+
+
+def _store_early_bounce(api, sendgrid_signer, message_id: str) -> None:
+    early = [
+        {
+            "event": "bounce",
+            "type": "bounce",
+            "timestamp": NOW,
+            "email": "bob@example.com",
+            "sg_message_id": f"{message_id}.filter1",
+        }
+    ]
+    body = json.dumps(early).encode()
+    assert (
+        api.post(SENDGRID, content=body, headers=sendgrid_signer.headers(body)).status_code == 200
+    )
+
+
+def test_an_event_waiting_longer_than_seven_days_is_no_longer_matched(
+    api, workspace, sendgrid_fake, sendgrid_signer
+):
+    _store_early_bounce(api, sendgrid_signer, "old789")
+    with tools.get_runtime().sessions() as session, session.begin():
+        event = session.scalars(select(ProviderEvent)).one()
+        event.received_at = datetime.now(UTC) - timedelta(days=8)
+    sendgrid_fake.script.append(Reply(202, None, {"X-Message-Id": "old789"}))
+    sent = send_via_api(api, workspace)
+
+    assert tools.fold_waiting_events() == 0
+    assert tools.get_email_status(sent["email_id"])["engagement"]["bounced"] is False
+
+
+def test_main_worker_folds_waiting_events(
+    api, workspace, settings, smtp_sink, sendgrid_fake, sendgrid_signer, monkeypatch
+):
+    import main
+
+    _store_early_bounce(api, sendgrid_signer, "work321")
+    sendgrid_fake.script.append(Reply(202, None, {"X-Message-Id": "work321"}))
+    sent = send_via_api(api, workspace)
+    tools.shutdown()
+    for name in [n for n in os.environ if n.startswith(("SMTP_", "EMAIL_", "SENDGRID_"))]:
+        monkeypatch.delenv(name)
+    for name, value in {
+        "EMAIL_LOG_DATABASE_URL": settings.database_url,
+        "EMAIL_SIGNING_SECRET": settings.signing_secret,
+        "SMTP_SERVER": "127.0.0.1",
+        "SMTP_PORT": str(smtp_sink.port),
+        "SMTP_USE_TLS": "false",
+    }.items():
+        monkeypatch.setenv(name, value)
+
+    assert main.main(["worker", "--once"]) == 0
+
+    tools.configure(settings)
+    assert tools.get_email_status(sent["email_id"])["engagement"]["bounced"] is True
+    assert tools.is_suppressed(workspace["workspace_id"], "bob@example.com")
+
+
 def test_the_worker_pass_folds_an_event_that_overtook_its_send(
     api, workspace, sendgrid_fake, sendgrid_signer
 ):
@@ -580,10 +654,16 @@ def test_concurrent_overlapping_batches_neither_deadlock_nor_lose_the_hard_bounc
         tools.configure(settings)
     try:
         workspace = tools.create_workspace("W", "w@w.example", "1 Road, Town")
-        execution_id = approve(workspace["workspace_id"])
-        sent = tools.send_email(
-            workspace["workspace_id"], CLIENT, execution_id, "bob@example.com", ASSET
-        )
+        sends = [
+            tools.send_email(
+                workspace["workspace_id"],
+                CLIENT,
+                approve(workspace["workspace_id"]),
+                address,
+                ASSET,
+            )
+            for address in ("bob@example.com", "carol@example.com")
+        ]
         shared = [
             {"event": "bounce", "type": "bounce", "timestamp": NOW},
             {"event": "delivered", "timestamp": NOW - 5},
@@ -597,9 +677,14 @@ def test_concurrent_overlapping_batches_neither_deadlock_nor_lose_the_hard_bounc
                 {"event": "bounce", "type": "blocked", "timestamp": NOW - 100 - n},
                 {"event": "open", "timestamp": NOW - 200 - n},
             ]
-            events = shared + own
-            random.Random(n).shuffle(events)  # every batch in another order
-            body = sendgrid_events(sent, sendgrid_fake, *events)
+            # Every batch has events of both emails, each in another order.
+            events = [
+                event
+                for sent in sends
+                for event in json.loads(sendgrid_events(sent, sendgrid_fake, *shared, *own))
+            ]
+            random.Random(n).shuffle(events)
+            body = json.dumps(events).encode()
             batches.append((sendgrid_signer.headers(body), body))
 
         with ThreadPoolExecutor(12) as pool:
@@ -608,11 +693,74 @@ def test_concurrent_overlapping_batches_neither_deadlock_nor_lose_the_hard_bounc
             )
 
         assert all(r["success"] for r in results), results
-        assert sum(r["stored"] for r in results) == len(shared) + 24
-        assert stored_events() == len(shared) + 24
-        engagement = tools.get_email_status(sent["email_id"])["engagement"]
-        assert engagement["bounce_type"] == "hard"
-        assert engagement["opened_at"] == datetime.fromtimestamp(NOW - 211, UTC).isoformat()
-        assert tools.is_suppressed(workspace["workspace_id"], "bob@example.com")
+        expected = 2 * (len(shared) + 24)
+        assert sum(r["stored"] for r in results) == expected
+        assert stored_events() == expected
+        for sent in sends:
+            engagement = tools.get_email_status(sent["email_id"])["engagement"]
+            assert engagement["bounce_type"] == "hard"
+            assert engagement["opened_at"] == datetime.fromtimestamp(NOW - 211, UTC).isoformat()
+            assert tools.is_suppressed(workspace["workspace_id"], sent["recipient"])
     finally:
         tools.shutdown()
+
+
+class EagerSendGrid(FakeSendGrid):
+    """A SendGrid whose "delivered" event reaches the service before its own 202 answer."""
+
+    def __init__(self, signer: SendGridSigner) -> None:
+        super().__init__()
+        self.signer = signer
+        self.webhook_results: list[dict] = []
+
+    def handle(self, received):
+        answer = super().handle(received)
+        if answer.status == 202:
+            event = {
+                "event": "delivered",
+                "timestamp": NOW,
+                "email": received.body["personalizations"][0]["to"][0]["email"],
+                "sg_message_id": f"{answer.headers['X-Message-Id']}.filter1",
+                **received.body["custom_args"],
+            }
+            body = json.dumps([event]).encode()
+            result = tools.receive_webhook("sendgrid", self.signer.headers(body), body)
+            self.webhook_results.append(result)
+        return answer
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_an_event_that_arrives_before_the_send_is_recorded_is_kept_with_the_send(
+    database, request, settings, sendgrid_signer
+):
+    url = request.getfixturevalue("postgres_url") if database == "postgresql" else None
+    eager = EagerSendGrid(sendgrid_signer).start()
+    tools.configure(
+        dataclasses.replace(
+            settings,
+            database_url=url or settings.database_url,
+            sendgrid_api_key=eager.api_key,
+            sendgrid_api_base_url=eager.url,
+        )
+    )
+    try:
+        workspace = tools.create_workspace("W", "w@w.example", "1 Road, Town")
+        sent = tools.send_email(
+            workspace["workspace_id"], CLIENT, approve(workspace["workspace_id"]), "b@x.org", ASSET
+        )
+
+        assert eager.webhook_results[0]["stored"] == 1
+        assert sent["status"] == "sent", sent
+        status = tools.get_email_status(sent["email_id"])
+        assert status["status"] == "sent" and status["provider"] == "sendgrid"
+        assert status["delivery_attempts"] == 1
+        assert status["engagement"]["delivered"] is True
+        with tools.get_runtime().sessions() as session:
+            metrics = session.scalars(
+                select(EmailMetrics).where(EmailMetrics.execution_id == sent["email_id"])
+            ).one()
+        assert metrics.provider == "sendgrid"
+        assert metrics.provider_message_id == status["provider_message_id"]
+    finally:
+        tools.shutdown()
+        eager.stop()

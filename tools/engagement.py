@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, case, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -78,9 +78,9 @@ def receive_webhook(provider: str, headers: Mapping[str, str], body: bytes) -> d
     }
 
 
-def fold_waiting_events(workspace_id: str | None = None) -> int:
+def fold_waiting_events(workspace_id: str | None = None, limit: int = 1000) -> int:
     """Link and fold the stored events of the last 7 days whose send is now known (of one
-    workspace, or all). Returns how many were folded."""
+    workspace, or all; at most about `limit` per call). Returns how many were folded."""
     runtime = get_runtime()
     same_send = or_(
         EmailExecution.id == ProviderEvent.email_ref,
@@ -89,6 +89,7 @@ def fold_waiting_events(workspace_id: str | None = None) -> int:
             EmailExecution.provider_message_id == ProviderEvent.provider_message_id,
         ),
     )
+    by_email_id = case((EmailExecution.id == ProviderEvent.email_ref, 0), else_=1)
     query = (
         select(ProviderEvent, EmailExecution)
         .join(EmailExecution, same_send)
@@ -100,6 +101,9 @@ def fold_waiting_events(workspace_id: str | None = None) -> int:
                 ProviderEvent.workspace_claim == EmailExecution.workspace_id,
             ),
         )
+        # As on arrival, the email_id the event names wins over the provider's message id.
+        .order_by(ProviderEvent.id, by_email_id)
+        .limit(limit)
         # Two passes at once (two workers) each take their own events.
         .with_for_update(of=ProviderEvent, skip_locked=True)
     )
@@ -202,12 +206,15 @@ def _count(metrics: EmailMetrics, event: ProviderEvent) -> None:
     """Set the event's flag; keep the earliest time of each kind; a hard bounce stays hard."""
     at = event.occurred_at or event.received_at
     first = getattr(metrics, f"{event.kind}_at")
-    setattr(metrics, event.kind, True)
-    if first is None or at < first:
+    changed = first is None or at < first
+    if changed:
+        setattr(metrics, event.kind, True)
         setattr(metrics, f"{event.kind}_at", at)
-    if event.kind == "bounced" and metrics.bounce_type != "hard":
+    if event.kind == "bounced" and metrics.bounce_type != "hard" and event.bounce_type:
+        changed = changed or metrics.bounce_type != event.bounce_type
         metrics.bounce_type = event.bounce_type
-    metrics.collected_at = clock.utcnow()
+    if changed:
+        metrics.collected_at = clock.utcnow()
 
 
 def _suppression(event: ProviderEvent, execution: EmailExecution) -> tuple[str, str, str] | None:

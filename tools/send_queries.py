@@ -6,7 +6,11 @@ these are constructed at import and executed with parameters on a Core connectio
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from sqlalchemy import and_, bindparam, case, func, insert, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from persistence import (
     CircuitExecutionLog,
@@ -86,4 +90,22 @@ CLAIM_SCHEDULED = update(EmailExecution.__table__).where(
     _ex.id == bindparam("b_id"), _ex.status == "scheduled"
 )
 INSERT_ATTEMPTS = insert(DeliveryAttempt.__table__)
-INSERT_METRICS = insert(EmailMetrics.__table__)
+
+
+def _metrics_upsert(dialect_insert: Callable[..., Any]) -> Any:
+    # A webhook may have counted an event for this email (and created its row) before the
+    # send's own record: keep its flags, add what the send knows.
+    statement = dialect_insert(EmailMetrics.__table__)
+    return statement.on_conflict_do_update(
+        index_elements=["execution_id"],
+        set_={
+            "provider": statement.excluded.provider,
+            "provider_message_id": statement.excluded.provider_message_id,
+        },
+    )
+
+
+INSERT_METRICS = {
+    "postgresql": _metrics_upsert(postgresql.insert),
+    "sqlite": _metrics_upsert(sqlite.insert),
+}

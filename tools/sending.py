@@ -574,7 +574,7 @@ def _record(
             )
         if outcome.sent:
             conn.execute(
-                send_queries.INSERT_METRICS,
+                send_queries.INSERT_METRICS[conn.dialect.name],
                 {
                     "id": str(uuid.uuid4()),
                     "workspace_id": send.workspace.id,

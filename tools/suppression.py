@@ -196,7 +196,7 @@ def unsubscribe(token: str) -> dict[str, Any]:
                     "this unsubscribe link is not valid",
                     reason="unknown_workspace",
                 )
-            add_suppression(session, workspace_id, email, "unsubscribed", None)
+            # The metrics row before the suppression entry: the order webhooks lock them in.
             if email_id is not None:
                 now = clock.utcnow()
                 session.execute(
@@ -208,8 +208,9 @@ def unsubscribe(token: str) -> dict[str, Any]:
                             EmailMetrics.unsubscribed.is_(False),
                         )
                     )
-                    .values(unsubscribed=True, unsubscribed_at=now)
+                    .values(unsubscribed=True, unsubscribed_at=now, collected_at=now)
                 )
+            add_suppression(session, workspace_id, email, "unsubscribed", None)
     except ToolFailure as failure:
         return failure_result(failure)
     return {"success": True, "workspace_id": workspace_id, "email": email}

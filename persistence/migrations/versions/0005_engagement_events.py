@@ -29,10 +29,21 @@ def upgrade() -> None:
         batch_op.create_index(
             batch_op.f("ix_provider_events_provider_message_id"), ["provider_message_id"]
         )
+        batch_op.create_index(
+            "ix_provider_events_waiting",
+            ["received_at"],
+            postgresql_where=sa.text("execution_id IS NULL"),
+            sqlite_where=sa.text("execution_id IS NULL"),
+        )
+    with op.batch_alter_table("email_agent_executions", schema=None) as batch_op:
+        batch_op.create_index("ix_executions_provider_message", ["provider", "provider_message_id"])
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("email_agent_executions", schema=None) as batch_op:
+        batch_op.drop_index("ix_executions_provider_message")
     with op.batch_alter_table("provider_events", schema=None) as batch_op:
+        batch_op.drop_index("ix_provider_events_waiting")
         batch_op.drop_index(batch_op.f("ix_provider_events_provider_message_id"))
         batch_op.drop_index(batch_op.f("ix_provider_events_email_ref"))
         for column in (
