@@ -125,6 +125,13 @@ def stored_events() -> int:
 NOW = int(datetime.now(UTC).timestamp())
 
 
+def configure_on(database: str, request, settings, **overrides: Any) -> None:
+    """The tools on the test's SQLite file, or on a PostgreSQL database of the test's own."""
+    url = request.getfixturevalue("postgres_url") if database == "postgresql" else None
+    values = {"database_url": url or settings.database_url, **overrides}
+    tools.configure(dataclasses.replace(settings, **values))
+
+
 # SendGrid --------------------------------------------------------------------------------
 
 
@@ -608,11 +615,7 @@ def test_a_malformed_webhook_key_is_a_configuration_error(settings):
 def test_concurrent_redeliveries_store_and_count_an_event_once(
     database, request, settings, smtp_sink, sendgrid_fake, sendgrid_signer
 ):
-    if database == "postgresql":
-        url = request.getfixturevalue("postgres_url")
-        tools.configure(dataclasses.replace(settings, database_url=url))
-    else:
-        tools.configure(settings)
+    configure_on(database, request, settings)
     try:
         workspace = tools.create_workspace("W", "w@w.example", "1 Road, Town")
         execution_id = approve(workspace["workspace_id"])
@@ -647,11 +650,7 @@ def test_concurrent_redeliveries_store_and_count_an_event_once(
 def test_concurrent_overlapping_batches_neither_deadlock_nor_lose_the_hard_bounce(
     database, request, settings, smtp_sink, sendgrid_fake, sendgrid_signer
 ):
-    if database == "postgresql":
-        url = request.getfixturevalue("postgres_url")
-        tools.configure(dataclasses.replace(settings, database_url=url))
-    else:
-        tools.configure(settings)
+    configure_on(database, request, settings)
     try:
         workspace = tools.create_workspace("W", "w@w.example", "1 Road, Town")
         sends = [
@@ -733,15 +732,9 @@ class EagerSendGrid(FakeSendGrid):
 def test_an_event_that_arrives_before_the_send_is_recorded_is_kept_with_the_send(
     database, request, settings, sendgrid_signer
 ):
-    url = request.getfixturevalue("postgres_url") if database == "postgresql" else None
     eager = EagerSendGrid(sendgrid_signer).start()
-    tools.configure(
-        dataclasses.replace(
-            settings,
-            database_url=url or settings.database_url,
-            sendgrid_api_key=eager.api_key,
-            sendgrid_api_base_url=eager.url,
-        )
+    configure_on(
+        database, request, settings, sendgrid_api_key=eager.api_key, sendgrid_api_base_url=eager.url
     )
     try:
         workspace = tools.create_workspace("W", "w@w.example", "1 Road, Town")
