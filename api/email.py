@@ -16,10 +16,10 @@ from api.schemas import (
     SimpleSendBody,
     StatusPath,
     StatusResponse,
-    ValidateBody,
     ValidateResponse,
 )
 from settings import SMTP_PRESETS
+from tools.schemas import ValidateEmailArgs
 
 email = APIBlueprint(
     "email",
@@ -64,7 +64,7 @@ def send(body: SimpleSendBody):
 
 
 @email.post("/validate", responses={200: ValidateResponse})
-def validate(body: ValidateBody):
+def validate(body: ValidateEmailArgs):
     """Check an address: 200 with `valid` true or false (false says why)."""
     return jsonify(tools.validate_email(body.email)), 200
 
@@ -78,21 +78,9 @@ def status(path: StatusPath):
 @email.get("/providers", responses={200: ProvidersResponse})
 def providers():
     """The delivery chain in fallback order and the SMTP presets; never a key or password."""
-    runtime = tools.get_runtime()
-    settings = runtime.settings
-    chain = []
-    for name in runtime.delivery.names:
-        entry: dict[str, object] = {"name": name, "configured": True}
-        if name == "smtp":
-            entry.update(
-                development_server=settings.uses_dev_smtp_server,
-                host="127.0.0.1" if settings.uses_dev_smtp_server else settings.smtp_server,
-                starttls=settings.smtp_use_tls and not settings.uses_dev_smtp_server,
-                ssl=settings.smtp_use_ssl and not settings.uses_dev_smtp_server,
-            )
-        chain.append(entry)
     presets = {
         name: {"server": preset["server"], "port": preset["port"], "starttls": preset["use_tls"]}
         for name, preset in SMTP_PRESETS.items()
     }
+    chain = tools.get_runtime().describe_delivery()
     return jsonify({"success": True, "providers": chain, "smtp_presets": presets}), 200

@@ -8,28 +8,29 @@ from typing import Any
 from flask import Response, jsonify
 from pydantic import ValidationError
 
+from tools.errors import ErrorCode
 from tools.schemas import first_failure
 
-_STATUS_BY_CODE: dict[str, int] = {
-    "missing_field": 400,
-    "invalid_input": 400,
-    "invalid_recipient": 400,
-    "header_injection": 400,
-    "content_too_large": 400,
-    "attachment_rejected": 400,
-    "circuit_validation_failed": 403,
-    "content_mismatch": 403,
-    "suppressed": 403,
-    "rate_limit_exceeded": 403,
-    "recipient_throttled": 403,
-    "unknown_workspace": 404,
-    "not_found": 404,
-    "duplicate_send": 409,
-    "invalid_signature": 401,
-    "all_providers_failed": 500,
-    "delivery_unconfirmed": 500,
-    "internal_error": 500,
-    "webhook_not_configured": 503,
+STATUS_BY_CODE: dict[str, int] = {
+    ErrorCode.MISSING_FIELD: 400,
+    ErrorCode.INVALID_INPUT: 400,
+    ErrorCode.INVALID_RECIPIENT: 400,
+    ErrorCode.HEADER_INJECTION: 400,
+    ErrorCode.CONTENT_TOO_LARGE: 400,
+    ErrorCode.ATTACHMENT_REJECTED: 400,
+    ErrorCode.INVALID_SIGNATURE: 401,
+    ErrorCode.CIRCUIT_VALIDATION_FAILED: 403,
+    ErrorCode.CONTENT_MISMATCH: 403,
+    ErrorCode.SUPPRESSED: 403,
+    ErrorCode.RATE_LIMIT_EXCEEDED: 403,
+    ErrorCode.RECIPIENT_THROTTLED: 403,
+    ErrorCode.UNKNOWN_WORKSPACE: 404,
+    ErrorCode.NOT_FOUND: 404,
+    ErrorCode.DUPLICATE_SEND: 409,
+    ErrorCode.ALL_PROVIDERS_FAILED: 500,
+    ErrorCode.DELIVERY_UNCONFIRMED: 500,
+    ErrorCode.INTERNAL_ERROR: 500,
+    ErrorCode.WEBHOOK_NOT_CONFIGURED: 503,
 }
 
 
@@ -38,21 +39,25 @@ def status_for(result: dict[str, Any], ok: int = 200) -> int:
     error = result.get("error")
     if not error:
         return ok
-    return _STATUS_BY_CODE.get(error.get("code"), 500)
+    return STATUS_BY_CODE.get(error.get("code"), 500)
 
 
-def tool_response(result: dict[str, Any], ok: int = 200) -> tuple[Response, int]:
-    """A tool result as JSON, with `success` set and the status its error code maps to."""
-    status = status_for(result, ok)
+def tool_response(
+    result: dict[str, Any], ok: int = 200, *, status: int | None = None
+) -> tuple[Response, int]:
+    """A tool result as JSON, with `success` set and `status`, else the one its error code
+    maps to (`ok` without an error)."""
+    status = status or status_for(result, ok)
     return jsonify({**result, "success": status < 400}), status
 
 
 def send_response(result: dict[str, Any]) -> tuple[Response, int]:
-    """A send result: 202 whenever it is scheduled, a delivery CX08 rescheduled after a
+    """A send result: 202 when this request scheduled it, a delivery CX08 rescheduled after a
     failure included (it is accepted and will be tried again: a client must not resend);
-    otherwise 200 sent, or the status of its error."""
-    status = 202 if result["status"] == "scheduled" else status_for(result)
-    return jsonify({**result, "success": status < 400}), status
+    409 for a repeat, whatever the first send became; otherwise 200 sent or its error's status.
+    """
+    scheduled_now = result["status"] == "scheduled" and not result.get("duplicate")
+    return tool_response(result, status=202 if scheduled_now else None)
 
 
 def error_response(status: int, code: str, message: str, **details: Any) -> Response:

@@ -13,6 +13,8 @@ from tools.schemas import (
     AttachmentPaths,
     CopyRecipients,
     ExecutionId,
+    PageLimit,
+    PageOffset,
     Preheader,
     SendEmailFields,
     Subject,
@@ -50,8 +52,8 @@ class MetricsQuery(_Query):
     circuitExecutionId: ExecutionId | None = None
     clientId: UUIDStr | None = None
     recipient: Address | None = None
-    limit: Annotated[int, Field(ge=1, le=500)] = 50
-    offset: Annotated[int, Field(ge=0, le=1_000_000)] = 0
+    limit: PageLimit = 50
+    offset: PageOffset = 0
 
 
 class CollectQuery(_Query):
@@ -77,10 +79,6 @@ class SimpleSendBody(_Body):
     cc: CopyRecipients = []
     bcc: CopyRecipients = []
     attachments: AttachmentPaths = []
-
-
-class ValidateBody(_Body):
-    email: Annotated[str, Field(max_length=1000)]
 
 
 class StatusPath(BaseModel):

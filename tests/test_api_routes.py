@@ -587,3 +587,23 @@ def test_an_unexpected_failure_is_a_json_500_without_details(api, workspace, run
         },
     }
     assert "email_agent_metrics" not in reply.text and "Traceback" not in reply.text
+
+
+def test_a_repeat_of_a_scheduled_send_is_409_not_202(api, workspace, smtp_sink):
+    later = (datetime.now(UTC) + timedelta(hours=2)).isoformat()
+    body = send_body(approve(workspace["workspace_id"]), scheduled_for=later)
+    first = post_send(api, workspace, body)
+
+    again = post_send(api, workspace, body)
+
+    assert first.status_code == 202
+    assert again.status_code == 409
+    assert again.json()["email_id"] == first.json()["email_id"]
+    assert again.json()["error"]["code"] == "duplicate_send"
+
+
+def test_every_tool_error_code_has_an_http_status():
+    from api.responses import STATUS_BY_CODE
+    from tools.errors import ErrorCode
+
+    assert set(STATUS_BY_CODE) == set(ErrorCode)

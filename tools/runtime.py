@@ -102,6 +102,23 @@ class Runtime:
             )
         return providers
 
+    def describe_delivery(self) -> list[dict[str, object]]:
+        """The delivery chain in fallback order, as an operator may see it: no key or password."""
+        settings = self.settings
+        chain: list[dict[str, object]] = []
+        for name in self.delivery.names:
+            entry: dict[str, object] = {"name": name, "configured": True}
+            if name == "smtp":
+                dev = settings.uses_dev_smtp_server
+                entry.update(
+                    development_server=dev,
+                    host="127.0.0.1" if dev else settings.smtp_server,
+                    starttls=settings.smtp_use_tls and not dev,
+                    ssl=settings.smtp_use_ssl and not dev,
+                )
+            chain.append(entry)
+        return chain
+
     def close(self) -> None:
         self.delivery.close()
         if self.dev_server is not None:

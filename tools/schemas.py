@@ -134,6 +134,8 @@ UUIDStr = Annotated[str, AfterValidator(_uuid)]
 HeaderText = Annotated[str, AfterValidator(_no_line_breaks)]
 Address = Annotated[str, Field(min_length=3, max_length=320), AfterValidator(_no_line_breaks)]
 ExecutionId = Annotated[str, AfterValidator(_execution_id)]
+PageLimit = Annotated[int, Field(ge=1, le=500)]
+PageOffset = Annotated[int, Field(ge=0, le=1_000_000)]
 Subject = Annotated[HeaderText, Field(min_length=1, max_length=900)]
 Preheader = Annotated[HeaderText, Field(max_length=500)]
 CopyRecipients = Annotated[list[Address], Field(max_length=MAX_COPY_RECIPIENTS)]
@@ -259,8 +261,8 @@ class SendHistoryArgs(_Args):
     workspace_id: UUIDStr
     client_id: UUIDStr | None = None
     recipient: Address | None = None
-    limit: Annotated[int, Field(ge=1, le=500)] = 50
-    offset: Annotated[int, Field(ge=0, le=1_000_000)] = 0
+    limit: PageLimit = 50
+    offset: PageOffset = 0
 
 
 class CircuitResultFields(_Args):
