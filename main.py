@@ -221,6 +221,10 @@ def run_worker(args: argparse.Namespace) -> int:
             folded = tools.fold_waiting_events()  # webhook events that overtook their send
             if folded:
                 print(json.dumps({"events_folded": folded}))
+            stalled = tools.escalate_stalled_sends()  # outlived the process delivering them
+            if stalled:
+                log.warning("stalled sends escalated", extra={"escalated": stalled})
+                print(json.dumps({"stalled_sends_escalated": stalled}))
         except Exception:
             log.exception("worker pass failed; retrying at the next poll")
             if args.once:
@@ -322,7 +326,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     worker = commands.add_parser(
         "worker",
-        help="send scheduled emails when due; fold webhook events that arrived before their send",
+        help="send scheduled emails when due; fold webhook events that arrived before their "
+        "send; escalate sends whose process stopped during delivery",
     )
     worker.add_argument("--once", action="store_true", help="process what is due, then exit")
     worker.add_argument("--interval", type=float, default=5.0, help="seconds between polls")

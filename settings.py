@@ -78,6 +78,9 @@ class Settings:
     breaker_window_seconds: float = 300.0
     breaker_cooldown_seconds: float = 300.0
     reschedule_delay_seconds: float = 900.0
+    # A send still `sending` this long after its reservation outlived its process: escalated.
+    # Far above the longest delivery (three providers, each retried, each wait capped).
+    stalled_send_seconds: int = 3600
     # Content and links.
     public_base_url: str = "http://localhost:8080"
     unsubscribe_mailto: str | None = None
@@ -100,6 +103,15 @@ class Settings:
         would look delivered.
         """
         return self.smtp_server is None and not (self.sendgrid_api_key or self.resend_api_key)
+
+    @property
+    def longest_delivery_seconds(self) -> float:
+        """An upper bound on one delivery: every provider (three at most) tried with all its
+        retries, each attempt up to two timeouts long (an SMTP exchange is several reads),
+        each wait at its cap."""
+        per_provider = (self.max_retries + 1) * 2 * self.timeout_seconds
+        per_provider += self.max_retries * self.retry_max_delay
+        return 3 * per_provider
 
     @property
     def database_url_for_display(self) -> str:
@@ -214,7 +226,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if not base_url.startswith(("https://", "http://")):
         raise SettingsError("EMAIL_PUBLIC_BASE_URL must be an http(s) URL")
 
-    return Settings(
+    settings = Settings(
         database_url=_str(env, Settings.database_url, "EMAIL_LOG_DATABASE_URL")
         or Settings.database_url,
         smtp_server=str(smtp_server) if smtp_server else None,
@@ -244,6 +256,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         breaker_window_seconds=_float(env, 300.0, "EMAIL_BREAKER_WINDOW_SECONDS"),
         breaker_cooldown_seconds=_float(env, 300.0, "EMAIL_BREAKER_COOLDOWN_SECONDS"),
         reschedule_delay_seconds=_float(env, 900.0, "EMAIL_RESCHEDULE_DELAY_SECONDS"),
+        stalled_send_seconds=_int(env, 3600, "EMAIL_STALLED_SEND_SECONDS", minimum=300),
         public_base_url=base_url,
         unsubscribe_mailto=_str(env, None, "EMAIL_UNSUBSCRIBE_MAILTO"),
         unsubscribe_token_max_age_days=_int(
@@ -261,3 +274,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             env, Settings.api_max_request_bytes, "EMAIL_API_MAX_REQUEST_BYTES", minimum=1024
         ),
     )
+    if settings.stalled_send_seconds <= settings.longest_delivery_seconds:
+        raise SettingsError(
+            f"EMAIL_STALLED_SEND_SECONDS must exceed the longest a delivery can take with these "
+            f"timeouts and retries ({settings.longest_delivery_seconds:g} s), or a send still "
+            "in progress would be escalated"
+        )
+    return settings

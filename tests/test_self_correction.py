@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+import textwrap
 import threading
+import time
+import uuid
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 from unittest import mock
 
@@ -12,10 +20,11 @@ from sqlalchemy import select
 
 import tools
 from persistence import ProviderBreaker, SelfCorrectionAction
-from tests.conftest import api_settings, attempt_rows, make_settings, send
+from tests.conftest import api_settings, approve, attempt_rows, make_settings, send
 from tests.fake_providers import resend_reply, sendgrid_reply
 from tools import clock
 
+REPO = Path(__file__).resolve().parent.parent
 SG_503 = sendgrid_reply(503, "Service Unavailable")
 SG_400 = sendgrid_reply(400, "bad request")
 
@@ -270,3 +279,131 @@ def test_concurrent_failures_are_all_counted(
         assert len(resend_fake.delivered) == threads and sendgrid_fake.delivered == []
     finally:
         tools.shutdown()
+
+
+_DIES_DURING_DELIVERY = textwrap.dedent(
+    """
+    import dataclasses, json, sys
+    import tools
+    from settings import load_settings
+    spec = json.loads(sys.argv[1])
+    tools.configure(dataclasses.replace(
+        load_settings({}), database_url=spec["url"], smtp_server="127.0.0.1",
+        smtp_port=spec["port"], smtp_use_tls=False, signing_secret="s"))
+    tools.send_email(**spec["call"])  # killed while the server holds back its answer to DATA
+    """
+)
+
+
+def _send_and_die(url: str, port: int, call: dict[str, Any], sink: Any) -> None:
+    """Send from another process and kill it (SIGKILL) once the server has the message."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    spec = json.dumps({"url": url, "port": port, "call": call})
+    process = subprocess.Popen([sys.executable, "-c", _DIES_DURING_DELIVERY, spec], env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while not sink.messages:
+            assert process.poll() is None, "the sending process ended before it was killed"
+            assert time.monotonic() < deadline, "the message never reached the server"
+            time.sleep(0.02)
+    finally:
+        process.kill()
+        process.wait(10)
+
+
+def test_a_send_whose_process_died_during_delivery_is_escalated_by_the_worker_never_resent(
+    runtime, settings, workspace, smtp_sink, monkeypatch
+):
+    import main
+
+    wid = workspace["workspace_id"]
+    execution_id = approve(wid)
+    call = {
+        "workspace_id": wid,
+        "client_id": str(uuid.uuid4()),
+        "circuit_execution_id": execution_id,
+        "recipient": "bob@example.com",
+    }
+    smtp_sink.recorder.data_delay = 30.0
+    _send_and_die(settings.database_url, smtp_sink.port, call, smtp_sink)
+    smtp_sink.recorder.data_delay = 0.0
+
+    history = tools.get_send_history(wid)["executions"]
+    assert [e["status"] for e in history] == ["sending"]
+    email_id = history[0]["email_id"]
+    assert tools.escalate_stalled_sends() == 0  # it could still be in progress
+    tools.shutdown()
+    for name in [n for n in os.environ if n.startswith(("SMTP_", "EMAIL_"))]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("EMAIL_LOG_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("EMAIL_SIGNING_SECRET", "s")
+    later = clock.utcnow() + timedelta(seconds=3601)
+
+    with mock.patch("tools.clock.utcnow", return_value=later):
+        assert main.main(["worker", "--once"]) == 0
+
+    tools.configure(settings)
+    status = tools.get_email_status(email_id)
+    assert status["status"] == "escalated" and status["error_code"] == "delivery_unconfirmed"
+    decision = tools.self_correct(email_id)
+    assert decision["action"] == "escalate" and "process stopped" in decision["reason"]
+    assert decision["actions"][0]["inputs"]["stalled_send_seconds"] == 3600
+    repeat = tools.send_email(**call)
+    assert repeat["error"]["code"] == "duplicate_send" and repeat["status"] == "escalated"
+    with mock.patch("tools.clock.utcnow", return_value=later):
+        assert tools.escalate_stalled_sends() == 0  # once only
+    assert len(smtp_sink.messages) == 1
+
+
+def test_concurrent_sweeps_escalate_each_stalled_send_once_on_postgresql(
+    postgres_url, smtp_sink, tmp_path
+):
+    tools.configure(make_settings(postgres_url, smtp_sink, tmp_path))
+    try:
+        wid = tools.create_workspace("Acme", "news@acme.example", "1 Main Street")["workspace_id"]
+        execution_id = approve(wid)
+        smtp_sink.recorder.data_delay = 30.0
+        for i in range(3):
+            before = len(smtp_sink.messages)
+            call = {
+                "workspace_id": wid,
+                "client_id": str(uuid.uuid4()),
+                "circuit_execution_id": execution_id,
+                "recipient": f"r{i}@example.com",
+            }
+            _send_and_die(postgres_url, smtp_sink.port, call, _Grown(smtp_sink, before))
+        smtp_sink.recorder.data_delay = 0.0
+        later = clock.utcnow() + timedelta(seconds=3601)
+        barrier = threading.Barrier(4)
+        counts: list[int] = []
+
+        def sweep() -> None:
+            barrier.wait()
+            counts.append(tools.escalate_stalled_sends())
+
+        with mock.patch("tools.clock.utcnow", return_value=later):
+            threads = [threading.Thread(target=sweep) for _ in range(4)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(60)
+
+        assert sum(counts) == 3 and len(counts) == 4
+        history = tools.get_send_history(wid)["executions"]
+        assert sorted(e["status"] for e in history) == ["escalated"] * 3
+        with tools.get_runtime().sessions() as session:
+            actions = session.scalars(select(SelfCorrectionAction.execution_id)).all()
+        assert sorted(actions) == sorted(e["email_id"] for e in history)  # one record each
+    finally:
+        tools.shutdown()
+
+
+class _Grown:
+    """The sink's messages after the first `before` of them."""
+
+    def __init__(self, sink: Any, before: int) -> None:
+        self._sink, self._before = sink, before
+
+    @property
+    def messages(self) -> list[Any]:
+        return self._sink.messages[self._before :]

@@ -147,3 +147,18 @@ def test_provider_keys_urls_and_cx08_settings_are_read():
 def test_api_base_url_must_be_https_except_to_this_machine(url):
     with pytest.raises(SettingsError, match="SENDGRID_API_BASE_URL must be an https URL"):
         load_settings({"SENDGRID_API_BASE_URL": url})
+
+
+def test_stalled_send_threshold_must_exceed_the_longest_delivery():
+    settings = load_settings({})
+    assert settings.stalled_send_seconds == 3600
+    assert settings.longest_delivery_seconds == 900  # 3 x ((2 + 1) x 2 x 30 s + 2 x 60 s)
+    assert load_settings({"EMAIL_STALLED_SEND_SECONDS": "901"}).stalled_send_seconds == 901
+
+    with pytest.raises(SettingsError, match=r"EMAIL_STALLED_SEND_SECONDS must exceed .*\(900 s\)"):
+        load_settings({"EMAIL_STALLED_SEND_SECONDS": "900"})
+    # Longer timeouts raise the bound with them.
+    with pytest.raises(SettingsError, match="EMAIL_STALLED_SEND_SECONDS"):
+        load_settings({"EMAIL_TIMEOUT": "600"})
+    with pytest.raises(SettingsError, match="EMAIL_STALLED_SEND_SECONDS must be at least 300"):
+        load_settings({"EMAIL_STALLED_SEND_SECONDS": "299", "EMAIL_MAX_RETRIES": "0"})

@@ -11,7 +11,7 @@ from tools.errors import ToolFailure, echo
 from tools.metrics import get_engagement_metrics, get_send_history, provider_performance
 from tools.runtime import configure, get_runtime, shutdown
 from tools.schemas import TOOL_SCHEMAS, ValidateEmailArgs, parse
-from tools.self_correction import self_correct
+from tools.self_correction import escalate_stalled_sends, self_correct
 from tools.sending import send_due_emails, send_email
 from tools.status import get_email_status
 from tools.suppression import describe_unsubscribe, is_suppressed, suppress, unsubscribe
@@ -41,6 +41,7 @@ __all__ = [
     "configure",
     "create_workspace",
     "describe_unsubscribe",
+    "escalate_stalled_sends",
     "fold_waiting_events",
     "get_email_status",
     "get_engagement_metrics",

@@ -10,7 +10,9 @@ inputs it was taken on and the reason:
 - adjust timing: a send that failed on every provider is rescheduled once, after
   `reschedule_delay_seconds`; it then goes through every check again.
 - escalate: a second total failure, or a hand-over that went unanswered (it may have been
-  delivered, so it is never retried), gets status `escalated` for an operator.
+  delivered, so it is never retried), gets status `escalated` for an operator. So does a send
+  whose outcome was never recorded (the process stopped during delivery): the worker finds it
+  still `sending` after `stalled_send_seconds` (`escalate_stalled_sends`).
 """
 
 from __future__ import annotations
@@ -20,19 +22,22 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from persistence import EmailExecution, ProviderBreaker, SelfCorrectionAction
 from settings import Settings
+from tools import clock
 from tools.clock import iso
-from tools.errors import ToolFailure, email_not_found
+from tools.errors import ErrorCode, ToolFailure, email_not_found
 from tools.providers.chain import AttemptRecord, DeliveryOutcome
 from tools.runtime import get_runtime
 from tools.schemas import SelfCorrectArgs, parse
 
 _breakers = ProviderBreaker.__table__
 _actions = SelfCorrectionAction.__table__
+
+_executions = EmailExecution.__table__
 
 OPEN_BREAKERS = select(_breakers.c.provider, _breakers.c.open_until).where(
     _breakers.c.state == "open"
@@ -232,6 +237,67 @@ def decide_after_failure(
         now,
     )
     return decision
+
+
+_STALLED = (
+    select(_executions.c.id, _executions.c.workspace_id, _executions.c.reserved_at)
+    .where(_executions.c.status == "sending", _executions.c.reserved_at < bindparam("cutoff"))
+    .order_by(_executions.c.reserved_at)
+    .limit(bindparam("limit"))
+)
+# Only a row still `sending`: a delivery that did finish after all keeps its own outcome, and
+# of two workers sweeping at once only one escalates (and logs) each row.
+_ESCALATE_STALLED = (
+    update(_executions)
+    .where(_executions.c.id == bindparam("b_id"), _executions.c.status == "sending")
+    .values(
+        status="escalated",
+        error_code=ErrorCode.DELIVERY_UNCONFIRMED.value,
+        last_error=bindparam("last_error"),
+        updated_at=bindparam("now"),
+    )
+)
+_STALLED_REASON = (
+    "the send's outcome was never recorded (the process stopped during delivery), so the "
+    "email may have been delivered; it is not sent again anywhere. An operator should check "
+    "with the provider."
+)
+
+
+def escalate_stalled_sends(limit: int = 100) -> int:
+    """Escalate sends still `sending` `stalled_send_seconds` after their reservation.
+
+    Such a row outlived the process that was delivering it: whether the provider took the
+    message is unknown, so, like an unanswered hand-over, it is escalated and never resent.
+    Returns how many were escalated.
+    """
+    runtime = get_runtime()
+    now = clock.utcnow()
+    cutoff = now - timedelta(seconds=runtime.settings.stalled_send_seconds)
+    escalated = 0
+    with runtime.engine.begin() as conn:
+        for email_id, workspace_id, reserved_at in conn.execute(
+            _STALLED, {"cutoff": cutoff, "limit": limit}
+        ).all():
+            done = conn.execute(
+                _ESCALATE_STALLED, {"b_id": email_id, "last_error": _STALLED_REASON, "now": now}
+            )
+            if done.rowcount != 1:
+                continue
+            _log_action(
+                conn,
+                workspace_id,
+                email_id,
+                "escalate",
+                _STALLED_REASON,
+                {
+                    "reserved_at": iso(reserved_at),
+                    "stalled_send_seconds": runtime.settings.stalled_send_seconds,
+                },
+                now,
+            )
+            escalated += 1
+    return escalated
 
 
 def _attempt_summary(attempt: AttemptRecord) -> dict[str, Any]:
