@@ -1,6 +1,7 @@
 """Persistence: SQLAlchemy models, engine and sessions, Alembic migrations."""
 
 from persistence.database import (
+    begin_unsynced,
     make_engine,
     make_session_factory,
     sqlite_database_path,
@@ -40,6 +41,7 @@ __all__ = [
     "Suppression",
     "TenantProfile",
     "Workspace",
+    "begin_unsynced",
     "make_engine",
     "make_session_factory",
     "sqlite_database_path",

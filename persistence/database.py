@@ -4,16 +4,23 @@ SQLite runs in WAL mode and every transaction starts with `BEGIN IMMEDIATE`, so 
 write lock (not a Python lock) serialises the read-check-insert of the send limits across
 threads and processes. PostgreSQL gets the same guarantee from a row lock on the workspace
 (see `tools/send_queries.py`).
+
+Every commit waits for the disk (SQLite `synchronous=FULL`), except in `begin_unsynced`: there
+the commit survives a crash of the process but may be lost to a power cut or an OS crash, until
+the next synchronised commit flushes it with its own. Only for records whose loss is detected
+and handled (a send's outcome: see `tools/sending.py`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
@@ -21,13 +28,18 @@ from sqlalchemy.pool import StaticPool
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 # Any fixed number: the PostgreSQL advisory lock that stops two processes migrating at once.
 _MIGRATION_LOCK_ID = 7_311_905_551
+# The execution option `begin_unsynced` sets; read when each transaction begins.
+_UNSYNCED = "unsynced_commit"
 
 
 def make_engine(url: str) -> Engine:
     """Create an engine for `url` with the project's SQLite pragmas and transaction mode."""
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True)
+        engine = create_engine(url, pool_pre_ping=True)
+        if engine.dialect.name == "postgresql":
+            event.listen(engine, "begin", _postgresql_begin)
+        return engine
 
     kwargs: dict[str, Any] = {"connect_args": {"timeout": 30, "check_same_thread": False}}
     if parsed.database in (None, "", ":memory:"):
@@ -45,11 +57,30 @@ def make_engine(url: str) -> Engine:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 
-    @event.listens_for(engine, "begin")
-    def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
-
+    event.listen(engine, "begin", _sqlite_begin)
     return engine
+
+
+def _sqlite_begin(connection: Connection) -> None:
+    # Set on every transaction, so an unsynced one can never leave its connection unsynced.
+    # FULL is spelled out: a build's default for WAL mode may be NORMAL.
+    unsynced = connection.get_execution_options().get(_UNSYNCED, False)
+    connection.exec_driver_sql(f"PRAGMA synchronous={'NORMAL' if unsynced else 'FULL'}")
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _postgresql_begin(connection: Connection) -> None:
+    if connection.get_execution_options().get(_UNSYNCED, False):
+        connection.exec_driver_sql("SET LOCAL synchronous_commit = off")
+
+
+@contextmanager
+def begin_unsynced(engine: Engine) -> Iterator[Connection]:
+    """`engine.begin()`, but the commit does not wait for the disk (see the module's note)."""
+    with engine.connect() as connection:
+        connection.execution_options(**{_UNSYNCED: True})
+        with connection.begin():
+            yield connection
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

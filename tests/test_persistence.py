@@ -10,7 +10,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
-from persistence import Base, make_engine, upgrade_to_head
+from persistence import Base, begin_unsynced, make_engine, upgrade_to_head
 from settings import Settings, SettingsError
 from tools.unsubscribe_tokens import resolve_signing_secret
 
@@ -57,6 +57,31 @@ def test_sqlite_runs_in_wal_mode(tmp_path):
         assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
     engine.dispose()
+
+
+def _durability_levels(url: str, read: str) -> list[object]:
+    """The setting `read` returns inside: a transaction, an unsynced one, then another
+    transaction on the same pooled connection."""
+    engine = make_engine(url)
+    try:
+        seen, levels = set(), []
+        for begin in (engine.begin, lambda: begin_unsynced(engine), engine.begin):
+            with begin() as connection:
+                seen.add(id(connection.connection.driver_connection))
+                levels.append(connection.exec_driver_sql(read).scalar())
+        assert len(seen) == 1  # one connection throughout: nothing leaks into the next
+        return levels
+    finally:
+        engine.dispose()
+
+
+def test_sqlite_commits_wait_for_the_disk_except_unsynced_ones(tmp_path):
+    url = f"sqlite:///{tmp_path / 'sync.db'}"
+    assert _durability_levels(url, "PRAGMA synchronous") == [2, 1, 2]  # FULL, NORMAL, FULL
+
+
+def test_postgresql_commits_wait_for_the_disk_except_unsynced_ones(postgres_url):
+    assert _durability_levels(postgres_url, "SHOW synchronous_commit") == ["on", "off", "on"]
 
 
 def test_signing_secret_is_generated_once_beside_the_database(tmp_path):

@@ -6,7 +6,7 @@ import uuid
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 import tools
 from persistence import DeliveryAttempt, EmailExecution, EmailMetrics
@@ -245,6 +245,28 @@ def test_the_row_says_sending_while_the_provider_has_the_message(workspace, smtp
 
     assert seen == [["sending"]]
     assert tools.get_email_status(result["email_id"])["status"] == "sent"
+
+
+def test_the_reservation_commit_waits_for_the_disk_and_the_outcome_commit_does_not(
+    workspace, smtp_sink, runtime
+):
+    execution_id = approve(workspace["workspace_id"])
+    commits: list[tuple[int, int]] = []  # (PRAGMA synchronous, execution rows) at each commit
+
+    def at_commit(connection: Any) -> None:
+        driver = connection.connection.driver_connection
+        level = driver.execute("PRAGMA synchronous").fetchone()[0]
+        rows = driver.execute("SELECT count(*) FROM email_agent_executions").fetchone()[0]
+        commits.append((level, rows))
+
+    event.listen(runtime.engine, "commit", at_commit)
+    try:
+        result = send(workspace, circuit_execution_id=execution_id)
+    finally:
+        event.remove(runtime.engine, "commit", at_commit)
+
+    assert result["status"] == "sent"
+    assert commits == [(2, 1), (1, 1)]  # the reservation FULL, then the outcome NORMAL
 
 
 def test_copies_are_sent_once_per_person(workspace, smtp_sink, runtime):

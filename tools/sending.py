@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy import Connection, select
 from sqlalchemy.exc import IntegrityError
 
-from persistence import EmailExecution
+from persistence import EmailExecution, begin_unsynced
 from tools import clock, self_correction, send_queries
 from tools.addresses import CheckedAddress, check_address
 from tools.attachments import load_attachments
@@ -524,7 +524,10 @@ def _record(
         "updated_at": now,
     }
     decision = None
-    with runtime.engine.begin() as conn:
+    # Unsynced, so a send waits for the disk once (the reservation), not twice. A power cut
+    # may lose this record, never the reservation: the row then stays `sending`, and CX08
+    # escalates it as unconfirmed once it has stalled (nothing is resent).
+    with begin_unsynced(runtime.engine) as conn:
         if not outcome.sent:
             decision = self_correction.decide_after_failure(
                 conn,
