@@ -97,7 +97,9 @@ class EmailExecution(Base):
             "recipient_key",
             name="uq_execution_once_per_recipient",
         ),
-        Index("ix_executions_rate_window", "workspace_id", "reserved_at"),
+        # Covers the hourly count (recipient_count included): it is read on every send, and
+        # a table lookup would walk the row past its bodies' overflow pages.
+        Index("ix_executions_rate_window", "workspace_id", "reserved_at", "recipient_count"),
         Index("ix_executions_recipient", "workspace_id", "recipient_key", "reserved_at"),
         Index("ix_executions_due", "status", "scheduled_for"),
         # How a webhook event without the email_id finds its send.
@@ -105,8 +107,10 @@ class EmailExecution(Base):
     )
 
     id: Mapped[str] = _uuid_column(primary_key=True)  # the public email_id
-    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id"), index=True)
-    circuit_execution_id: Mapped[str] = mapped_column(String(128), index=True)
+    # No single-column indexes on workspace_id or circuit_execution_id: every query names the
+    # workspace, and the unique constraint's index leads with (workspace, execution).
+    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id"))
+    circuit_execution_id: Mapped[str] = mapped_column(String(128))
     client_id: Mapped[str] = _uuid_column(index=True)
     recipient: Mapped[str] = mapped_column(String(320))
     # Lower-cased address: suppression, throttling and idempotency ignore case.
@@ -131,7 +135,7 @@ class EmailExecution(Base):
     sent: Mapped[bool] = mapped_column(Boolean, default=False)
     provider: Mapped[str | None] = mapped_column(String(32))
     provider_message_id: Mapped[str | None] = mapped_column(String(400))
-    sent_at: Mapped[datetime | None] = mapped_column(index=True)
+    sent_at: Mapped[datetime | None]
     scheduled_for: Mapped[datetime | None]
     # When the send took its slot in the hourly limit and the recipient throttle.
     reserved_at: Mapped[datetime | None]

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import and_, bindparam, case, func, insert, or_, select, update
+from sqlalchemy import bindparam, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from persistence import (
@@ -64,24 +64,20 @@ ACTIVE_SUPPRESSION = (
     .limit(1)
 )
 
-# One indexed scan answers both: recipients sent to in the last hour, and recent sends to
-# this recipient.
+# Two index-only lookups in one round trip: recipients sent to in the workspace's last hour
+# (ix_executions_rate_window), and recent sends to this recipient (ix_executions_recipient).
 RECENT_SENDS = select(
-    func.coalesce(
-        func.sum(case((_ex.reserved_at >= bindparam("hour_ago"), _ex.recipient_count))), 0
-    ),
-    func.count(
-        case(
-            (
-                and_(
-                    _ex.recipient_key == bindparam("recipient_key"),
-                    _ex.reserved_at >= bindparam("throttle_since"),
-                ),
-                1,
-            )
-        )
-    ),
-).where(_ex.workspace_id == bindparam("workspace_id"), _ex.reserved_at >= bindparam("since"))
+    select(func.coalesce(func.sum(_ex.recipient_count), 0))
+    .where(_ex.workspace_id == bindparam("workspace_id"), _ex.reserved_at >= bindparam("hour_ago"))
+    .scalar_subquery(),
+    select(func.count())
+    .where(
+        _ex.workspace_id == bindparam("workspace_id"),
+        _ex.recipient_key == bindparam("recipient_key"),
+        _ex.reserved_at >= bindparam("throttle_since"),
+    )
+    .scalar_subquery(),
+)
 
 INSERT_EXECUTION = insert(EmailExecution.__table__)
 # Parameters named like columns become the SET clause; `b_id` picks the row.

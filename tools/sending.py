@@ -403,7 +403,6 @@ def _check_policy(runtime: Runtime, conn: Connection, send: _Send, *, limits: bo
             "recipient_key": send.to.key,
             "hour_ago": hour_ago,
             "throttle_since": throttle_since,
-            "since": min(hour_ago, throttle_since),
         },
     ).one()
     if settings.recipient_throttle_seconds > 0 and recent:
