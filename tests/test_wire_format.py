@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 
 import pytest
 
 from tests.conftest import ASSET, body_of, parse_message, send
+from tools.mime import SMTP_POLICY, flatten, mime_tree
+from tools.providers.base import Attachment, OutgoingEmail
 
 
 def _lines(raw: bytes) -> list[bytes]:
@@ -169,3 +172,41 @@ def test_body_text_survives_quoted_printable_exactly(workspace, smtp_sink, runti
     message = parse_message(raw)
     assert tricky in body_of(message, "plain")
     assert f"<pre>{tricky}</pre>" in body_of(message, "html")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "plain\nlines\n",
+        "no final newline",
+        "crlf\r\nand bare cr\rand lf\n\n\nblank lines\n",
+        "trailing space \nand tab\t\n" + "x" * 300 + "=\n.dot\nFrom me\n",
+        "𝔘𝔫𝔦𝔠𝔬𝔡𝔢 ✓ émoji 🎉 " * 40,
+        "",
+    ],
+    ids=["lf", "no-final-newline", "mixed-line-ends", "qp-edge-cases", "non-bmp", "empty"],
+)
+def test_one_write_generator_writes_what_the_stock_generator_writes(text):
+    email = OutgoingEmail(
+        email_id="e1",
+        workspace_id="w1",
+        idempotency_key="e1.0",
+        message_id="<e1@acme.example>",
+        sender_email="news@acme.example",
+        sender_name="Acmé News, the long and international sender name of this very workspace",
+        to="bob@example.com",
+        cc=("carol@example.com",),
+        bcc=(),
+        subject="Ünïcode subject that is long enough to be folded over more than one line " * 3,
+        html=f"<p>{text}</p>",
+        text=text,
+        headers={"List-Unsubscribe": "<https://x.example/u?token=" + "t" * 200 + ">"},
+        tags=(),
+        attachments=(
+            Attachment("report.pdf", "application/pdf", b"%PDF-1.4\n" + bytes(range(256)) * 40),
+            Attachment("notes.txt", "text/plain", "naïve\r\nnotes\n".encode()),
+        ),
+    )
+    tree = mime_tree(email, datetime(2026, 11, 21, 12, 0, tzinfo=UTC))
+
+    assert flatten(tree) == tree.as_bytes(policy=SMTP_POLICY)

@@ -49,12 +49,8 @@ class CircuitState:
     passed: list[str]
     missing: list[str]
     failed: list[str]
-    generated_output: dict[str, Any] | None  # CX06's output, when it passed and logged one
+    generated_log_id: str | None  # CX06's log holding the output, when it passed with one
     generated_hash: str | None
-
-    def generated_asset(self) -> FinalAsset | None:
-        """CX06's output as a final asset (parsed only when a send needs it)."""
-        return asset_from_output(self.generated_output) if self.generated_output else None
 
     @property
     def all_passed(self) -> bool:
@@ -83,14 +79,24 @@ def circuit_state(
     missing = [c for c in REQUIRED_CIRCUITS if c not in newest]
     # The binding is the newest asset CX06 produced: a later CX06 log without an output must
     # not lift it, or any content could be sent after one more "passed" record.
+    # (output_hash is set exactly when CX06 logged an output; the output itself is loaded
+    # only for a send that has no asset of its own.)
     generated = [
         row
         for row in rows
-        if row.circuit_id == GENERATION_CIRCUIT and row.success and row.output is not None
+        if row.circuit_id == GENERATION_CIRCUIT and row.success and row.output_hash is not None
     ]
-    output = generated[-1].output if generated else None
+    log_id = generated[-1].id if generated else None
     digest = generated[-1].output_hash if generated else None
-    return CircuitState(passed, missing, failed, output, digest)
+    return CircuitState(passed, missing, failed, log_id, digest)
+
+
+def generated_asset(conn: Connection, state: CircuitState) -> FinalAsset | None:
+    """CX06's output as a final asset, or None when CX06 logged none."""
+    if state.generated_log_id is None:
+        return None
+    output = conn.scalar(send_queries.CIRCUIT_OUTPUT, {"log_id": state.generated_log_id})
+    return asset_from_output(output)
 
 
 def record_circuit_result(

@@ -10,16 +10,19 @@ rejected before anything reaches this module.
 from __future__ import annotations
 
 import binascii
+import re
 import uuid
 from datetime import datetime
 from email import charset as email_charset
 from email.charset import Charset
+from email.generator import BytesGenerator
 from email.header import Header
 from email.mime.application import MIMEApplication
 from email.mime.multipart import MIMEMultipart
 from email.mime.nonmultipart import MIMENonMultipart
 from email.policy import compat32
 from email.utils import format_datetime, formataddr
+from io import BytesIO
 from typing import Any
 
 from tools.providers.base import OutgoingEmail
@@ -48,6 +51,22 @@ class _SMTPPolicy(type(compat32)):  # type: ignore[misc]  # email.policy exports
 
 
 SMTP_POLICY = _SMTPPolicy(linesep="\r\n")
+
+
+_LINE_END = re.compile(r"\r\n|\r|\n")  # the stock generator's own pattern
+
+
+class _Generator(BytesGenerator):
+    """The stock generator, but a body goes out in one write instead of two per line.
+
+    Every 76-character quoted-printable line cost two writes and two encodes, about a sixth of
+    the time of building a message. The bytes are the same: line endings become the policy's,
+    and a final line without one stays without (`tests/test_wire_format.py` compares the two).
+    """
+
+    def _write_lines(self, lines: str) -> None:
+        if lines:
+            self.write(_LINE_END.sub(self._NL, lines))
 
 
 def _utf8_qp() -> Charset:
@@ -100,6 +119,11 @@ def _boundary() -> str:
 
 def build_mime(email: OutgoingEmail, date: datetime) -> bytes:
     """The message as it goes on the wire (CRLF line endings). Bcc is never a header."""
+    return flatten(mime_tree(email, date))
+
+
+def mime_tree(email: OutgoingEmail, date: datetime) -> MIMEMultipart:
+    """The message as `email.mime` objects, before it is written out."""
     body = MIMEMultipart("alternative", boundary=_boundary())
     body.attach(_text_part(email.text, "plain"))
     body.attach(_text_part(email.html, "html"))
@@ -127,4 +151,11 @@ def build_mime(email: OutgoingEmail, date: datetime) -> bytes:
         # Structured ASCII values (List-Unsubscribe URLs) must stay literal; compat32 folds
         # them at their spaces.
         root[name] = value if value.isascii() else Header(value, _UTF8_QP)
-    return root.as_bytes(policy=SMTP_POLICY)
+    return root
+
+
+def flatten(message: MIMEMultipart) -> bytes:
+    """`message.as_bytes(policy=SMTP_POLICY)`, written by `_Generator`."""
+    buffer = BytesIO()
+    _Generator(buffer, mangle_from_=False, policy=SMTP_POLICY).flatten(message)
+    return buffer.getvalue()

@@ -35,7 +35,7 @@ _WORKSPACE = select(
 LOCK_WORKSPACE = {"sqlite": _WORKSPACE, "default": _WORKSPACE.with_for_update()}
 
 CIRCUIT_RESULTS = (
-    select(_logs.circuit_id, _logs.success, _logs.output, _logs.output_hash)
+    select(_logs.id, _logs.circuit_id, _logs.success, _logs.output_hash)
     .where(
         _logs.workspace_id == bindparam("workspace_id"),
         _logs.circuit_execution_id == bindparam("circuit_execution_id"),
@@ -43,6 +43,8 @@ CIRCUIT_RESULTS = (
     )
     .order_by(_logs.created_at, _logs.id)
 )
+
+CIRCUIT_OUTPUT = select(_logs.output).where(_logs.id == bindparam("log_id"))
 
 EXISTING_SEND = (
     select(_ex.id)

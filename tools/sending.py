@@ -28,7 +28,7 @@ from persistence import EmailExecution, begin_unsynced
 from tools import clock, self_correction, send_queries
 from tools.addresses import CheckedAddress, check_address
 from tools.attachments import load_attachments
-from tools.circuits import CircuitState, circuit_state, content_hash
+from tools.circuits import CircuitState, circuit_state, content_hash, generated_asset
 from tools.clock import iso
 from tools.errors import ErrorCode, ToolFailure, echo
 from tools.providers.base import Attachment, OutgoingEmail
@@ -114,7 +114,7 @@ def send_email(
             with runtime.engine.begin() as conn:
                 workspace = _lock_workspace(conn, args.workspace_id)
                 circuits = circuit_state(conn, args.workspace_id, args.circuit_execution_id)
-                asset, digest = _approved_asset(circuits, args.final_asset)
+                asset, digest = _approved_asset(conn, circuits, args.final_asset)
                 send = _Send(
                     str(uuid.uuid4()),
                     args,
@@ -185,7 +185,9 @@ def _lock_workspace(conn: Connection, workspace_id: str) -> _WorkspaceView:
     return _WorkspaceView(*found)
 
 
-def _approved_asset(state: CircuitState, requested: FinalAsset | None) -> tuple[FinalAsset, str]:
+def _approved_asset(
+    conn: Connection, state: CircuitState, requested: FinalAsset | None
+) -> tuple[FinalAsset, str]:
     """The asset to send and its hash, once CX01-CX06 passed and CX06's hash (if any) matches."""
     if not state.all_passed:
         raise ToolFailure(
@@ -195,7 +197,7 @@ def _approved_asset(state: CircuitState, requested: FinalAsset | None) -> tuple[
             failed_circuits=state.failed,
             passed_circuits=state.passed,
         )
-    asset = requested or state.generated_asset()
+    asset = requested or generated_asset(conn, state)
     if asset is None:
         raise ToolFailure(
             ErrorCode.MISSING_FIELD,
@@ -343,7 +345,7 @@ def _send_scheduled(runtime: Runtime, email_id: str) -> str:
         with runtime.engine.begin() as conn:
             workspace = _lock_workspace(conn, row.workspace_id)
             circuits = circuit_state(conn, row.workspace_id, row.circuit_execution_id)
-            asset, digest = _approved_asset(circuits, asset)
+            asset, digest = _approved_asset(conn, circuits, asset)
             send = _Send(row.id, args, to, copies, blind, files, asset, digest, workspace, circuits)
             _check_policy(runtime, conn, send, limits=True)
             now = clock.utcnow()
