@@ -10,7 +10,6 @@ rejected before anything reaches this module.
 from __future__ import annotations
 
 import binascii
-import re
 import uuid
 from datetime import datetime
 from email import charset as email_charset
@@ -53,20 +52,18 @@ class _SMTPPolicy(type(compat32)):  # type: ignore[misc]  # email.policy exports
 SMTP_POLICY = _SMTPPolicy(linesep="\r\n")
 
 
-_LINE_END = re.compile(r"\r\n|\r|\n")  # the stock generator's own pattern
-
-
 class _Generator(BytesGenerator):
     """The stock generator, but a body goes out in one write instead of two per line.
 
-    Every 76-character quoted-printable line cost two writes and two encodes, about a sixth of
+    Every 76-character quoted-printable line cost two writes and two encodes, about a third of
     the time of building a message. The bytes are the same: line endings become the policy's,
     and a final line without one stays without (`tests/test_wire_format.py` compares the two).
     """
 
     def _write_lines(self, lines: str) -> None:
+        # What the stock generator's split on r"\r\n|\r|\n" does, without a regex.
         if lines:
-            self.write(_LINE_END.sub(self._NL, lines))
+            self.write(lines.replace("\r\n", "\n").replace("\r", "\n").replace("\n", self._NL))
 
 
 def _utf8_qp() -> Charset:
