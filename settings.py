@@ -276,8 +276,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     )
     if settings.stalled_send_seconds <= settings.longest_delivery_seconds:
         raise SettingsError(
-            f"EMAIL_STALLED_SEND_SECONDS must exceed the longest a delivery can take with these "
-            f"timeouts and retries ({settings.longest_delivery_seconds:g} s), or a send still "
-            "in progress would be escalated"
+            f"EMAIL_STALLED_SEND_SECONDS must exceed the longest a delivery can take with "
+            f"EMAIL_TIMEOUT, EMAIL_MAX_RETRIES and EMAIL_RETRY_MAX_DELAY as set "
+            f"({settings.longest_delivery_seconds:g} s), or a send still in progress would be "
+            "escalated: raise it or lower those"
         )
     return settings

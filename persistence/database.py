@@ -6,9 +6,10 @@ threads and processes. PostgreSQL gets the same guarantee from a row lock on the
 (see `tools/send_queries.py`).
 
 Every commit waits for the disk (SQLite `synchronous=FULL`), except in `begin_unsynced`: there
-the commit survives a crash of the process but may be lost to a power cut or an OS crash, until
-the next synchronised commit flushes it with its own. Only for records whose loss is detected
-and handled (a send's outcome: see `tools/sending.py`).
+the commit survives a crash of this process but may be lost to a power cut or an OS crash (on
+PostgreSQL also to a crash of the server), until the next synchronised commit flushes it with
+its own. Only for records whose loss is detected and handled (a send's outcome: see
+`tools/sending.py`).
 """
 
 from __future__ import annotations
@@ -63,12 +64,13 @@ def make_engine(url: str) -> Engine:
 
 def _sqlite_begin(connection: Connection) -> None:
     # Set on every transaction, so an unsynced one can never leave its connection unsynced.
-    # FULL is spelled out: a build's default for WAL mode may be NORMAL. Straight to the driver:
-    # through SQLAlchemy the two statements doubled the cost of an empty transaction.
+    # FULL is spelled out: a build's default for WAL mode may be NORMAL. The pragma goes
+    # straight to the driver (it cannot wait on a lock); BEGIN IMMEDIATE goes through
+    # SQLAlchemy, so a lock timeout still arrives as SQLAlchemy's OperationalError.
     unsynced = connection.get_execution_options().get(_UNSYNCED, False)
     driver = connection.connection.driver_connection
     driver.execute("PRAGMA synchronous=NORMAL" if unsynced else "PRAGMA synchronous=FULL")
-    driver.execute("BEGIN IMMEDIATE")
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _postgresql_begin(connection: Connection) -> None:

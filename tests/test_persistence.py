@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -60,15 +61,26 @@ def test_sqlite_runs_in_wal_mode(tmp_path):
 
 
 def _durability_levels(url: str, read: str) -> list[object]:
-    """The setting `read` returns inside: a transaction, an unsynced one, then another
-    transaction on the same pooled connection."""
+    """The setting `read` returns inside: a transaction, an unsynced one, another unsynced one
+    that fails, then a transaction again, all on the same pooled connection."""
     engine = make_engine(url)
+    seen: set[int] = set()
+    levels: list[object] = []
+
+    def observe(connection: Any) -> None:
+        seen.add(id(connection.connection.driver_connection))
+        levels.append(connection.exec_driver_sql(read).scalar())
+
     try:
-        seen, levels = set(), []
-        for begin in (engine.begin, lambda: begin_unsynced(engine), engine.begin):
-            with begin() as connection:
-                seen.add(id(connection.connection.driver_connection))
-                levels.append(connection.exec_driver_sql(read).scalar())
+        with engine.begin() as connection:
+            observe(connection)
+        with begin_unsynced(engine) as connection:
+            observe(connection)
+        with pytest.raises(RuntimeError), begin_unsynced(engine) as connection:
+            observe(connection)
+            raise RuntimeError("rolled back")
+        with engine.begin() as connection:
+            observe(connection)
         assert len(seen) == 1  # one connection throughout: nothing leaks into the next
         return levels
     finally:
@@ -77,11 +89,11 @@ def _durability_levels(url: str, read: str) -> list[object]:
 
 def test_sqlite_commits_wait_for_the_disk_except_unsynced_ones(tmp_path):
     url = f"sqlite:///{tmp_path / 'sync.db'}"
-    assert _durability_levels(url, "PRAGMA synchronous") == [2, 1, 2]  # FULL, NORMAL, FULL
+    assert _durability_levels(url, "PRAGMA synchronous") == [2, 1, 1, 2]  # FULL / NORMAL
 
 
 def test_postgresql_commits_wait_for_the_disk_except_unsynced_ones(postgres_url):
-    assert _durability_levels(postgres_url, "SHOW synchronous_commit") == ["on", "off", "on"]
+    assert _durability_levels(postgres_url, "SHOW synchronous_commit") == ["on", "off", "off", "on"]
 
 
 def test_signing_secret_is_generated_once_beside_the_database(tmp_path):

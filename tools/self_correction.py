@@ -242,7 +242,7 @@ def decide_after_failure(
 _STALLED = (
     select(_executions.c.id, _executions.c.workspace_id, _executions.c.reserved_at)
     .where(_executions.c.status == "sending", _executions.c.reserved_at < bindparam("cutoff"))
-    .order_by(_executions.c.reserved_at)
+    .order_by(_executions.c.reserved_at, _executions.c.id)  # one lock order for all sweeps
     .limit(bindparam("limit"))
 )
 # Only a row still `sending`: a delivery that did finish after all keeps its own outcome, and
