@@ -4,13 +4,14 @@ webhooks. A key sees its own workspace only; naming another one is 403."""
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from flask import Response, abort, g, request
+from flask_openapi3 import APIBlueprint, Tag
 
 import tools
 from api.responses import error_response
 
-SECURITY = [{"workspaceKey": []}]
 SECURITY_SCHEMES = {
     "workspaceKey": {
         "type": "http",
@@ -20,8 +21,25 @@ SECURITY_SCHEMES = {
 }
 
 
+def protected_blueprint(
+    name: str, url_prefix: str, tag: Tag, responses: dict[int, Any]
+) -> APIBlueprint:
+    """A blueprint whose every route needs a workspace key: documented in the OpenAPI spec and
+    enforced by `authenticate`, together, so neither can be forgotten without the other."""
+    blueprint = APIBlueprint(
+        name,
+        f"api.{name}",
+        url_prefix=url_prefix,
+        abp_tags=[tag],
+        abp_security=[{"workspaceKey": []}],
+        abp_responses=responses,
+    )
+    blueprint.before_request(authenticate)
+    return blueprint
+
+
 def authenticate() -> Response | None:
-    """`before_request` of the authenticated blueprints: 401 unless the key is a workspace's."""
+    """`before_request` of the protected blueprints: 401 unless the key is a workspace's."""
     scheme, _, key = request.headers.get("Authorization", "").partition(" ")
     workspace_id = tools.workspace_for_api_key(key.strip()) if scheme.lower() == "bearer" else None
     if workspace_id is None:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from flask_openapi3 import APIBlueprint, Tag
+from flask_openapi3 import Tag
 
 import tools
-from api.auth import SECURITY, authenticate, own_workspace
+from api.auth import own_workspace, protected_blueprint
 from api.responses import send_response, tool_response
 from api.schemas import (
     CircuitRecorded,
@@ -23,15 +23,12 @@ from tools.schemas import CircuitResultFields
 
 _ERRORS = {400: ErrorResponse, 401: ErrorResponse, 403: ErrorResponse, 404: ErrorResponse}
 
-circuits = APIBlueprint(
+circuits = protected_blueprint(
     "circuits",
-    __name__,
-    url_prefix="/api/circuits",
-    abp_tags=[Tag(name="circuits", description="Circuit-bound sends (seed 001)")],
-    abp_security=SECURITY,
-    abp_responses=_ERRORS,
+    "/api/circuits",
+    Tag(name="circuits", description="Circuit-bound sends (seed 001)"),
+    _ERRORS,
 )
-circuits.before_request(authenticate)
 
 
 @circuits.post("/executions", responses={201: CircuitRecorded})

@@ -4,10 +4,10 @@ providers."""
 from __future__ import annotations
 
 from flask import g, jsonify
-from flask_openapi3 import APIBlueprint, Tag
+from flask_openapi3 import Tag
 
 import tools
-from api.auth import SECURITY, authenticate
+from api.auth import protected_blueprint
 from api.responses import send_response, tool_response
 from api.schemas import (
     ErrorResponse,
@@ -21,15 +21,12 @@ from api.schemas import (
 from settings import SMTP_PRESETS
 from tools.schemas import ValidateEmailArgs
 
-email = APIBlueprint(
+email = protected_blueprint(
     "email",
-    __name__,
-    url_prefix="/api/email",
-    abp_tags=[Tag(name="email", description="Seed 000's email routes")],
-    abp_security=SECURITY,
-    abp_responses={400: ErrorResponse, 401: ErrorResponse},
+    "/api/email",
+    Tag(name="email", description="Seed 000's email routes"),
+    {400: ErrorResponse, 401: ErrorResponse},
 )
-email.before_request(authenticate)
 
 
 @email.post(

@@ -295,14 +295,15 @@ _DIES_DURING_DELIVERY = textwrap.dedent(
 )
 
 
-def _send_and_die(url: str, port: int, call: dict[str, Any], sink: Any) -> None:
+def _send_and_die(url: str, call: dict[str, Any], sink: Any) -> None:
     """Send from another process and kill it (SIGKILL) once the server has the message."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    spec = json.dumps({"url": url, "port": port, "call": call})
+    spec = json.dumps({"url": url, "port": sink.port, "call": call})
+    before = len(sink.messages)
     process = subprocess.Popen([sys.executable, "-c", _DIES_DURING_DELIVERY, spec], env=env)
     try:
         deadline = time.monotonic() + 60
-        while not sink.messages:
+        while len(sink.messages) == before:
             assert process.poll() is None, "the sending process ended before it was killed"
             assert time.monotonic() < deadline, "the message never reached the server"
             time.sleep(0.02)
@@ -325,7 +326,7 @@ def test_a_send_whose_process_died_during_delivery_is_escalated_by_the_worker_ne
         "recipient": "bob@example.com",
     }
     smtp_sink.recorder.data_delay = 30.0
-    _send_and_die(settings.database_url, smtp_sink.port, call, smtp_sink)
+    _send_and_die(settings.database_url, call, smtp_sink)
     smtp_sink.recorder.data_delay = 0.0
 
     history = tools.get_send_history(wid)["executions"]
@@ -364,14 +365,13 @@ def test_concurrent_sweeps_escalate_each_stalled_send_once_on_postgresql(
         execution_id = approve(wid)
         smtp_sink.recorder.data_delay = 30.0
         for i in range(3):
-            before = len(smtp_sink.messages)
             call = {
                 "workspace_id": wid,
                 "client_id": str(uuid.uuid4()),
                 "circuit_execution_id": execution_id,
                 "recipient": f"r{i}@example.com",
             }
-            _send_and_die(postgres_url, smtp_sink.port, call, _Grown(smtp_sink, before))
+            _send_and_die(postgres_url, call, smtp_sink)
         smtp_sink.recorder.data_delay = 0.0
         later = clock.utcnow() + timedelta(seconds=3601)
         barrier = threading.Barrier(4)
@@ -396,14 +396,3 @@ def test_concurrent_sweeps_escalate_each_stalled_send_once_on_postgresql(
         assert sorted(actions) == sorted(e["email_id"] for e in history)  # one record each
     finally:
         tools.shutdown()
-
-
-class _Grown:
-    """The sink's messages after the first `before` of them."""
-
-    def __init__(self, sink: Any, before: int) -> None:
-        self._sink, self._before = sink, before
-
-    @property
-    def messages(self) -> list[Any]:
-        return self._sink.messages[self._before :]
