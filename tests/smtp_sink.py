@@ -28,6 +28,7 @@ class RecordingHandler:
     def __init__(self) -> None:
         self.messages: list[Received] = []
         self.replies: deque[str] = deque()
+        self.mail_replies: deque[str] = deque()  # scripted answers to the next MAIL commands
         self.rcpt_replies: deque[str] = deque()  # scripted answers to the next RCPT commands
         self.data_delay = 0.0  # seconds to wait, after storing a message, before answering
         self.on_data: Callable[[], None] | None = None  # runs while DATA is being answered
@@ -42,6 +43,16 @@ class RecordingHandler:
             self.sessions += 1
         session.host_name = hostname
         return responses
+
+    async def handle_MAIL(
+        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        with self._lock:
+            if self.mail_replies:
+                return self.mail_replies.popleft()
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 OK"
 
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, options: list[str]

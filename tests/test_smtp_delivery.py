@@ -5,6 +5,9 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from unittest import mock
+
+import pytest
 
 import tools
 from persistence import EmailExecution
@@ -177,6 +180,39 @@ def test_refused_main_recipient_sends_nothing_to_the_copies(workspace, smtp_sink
     assert "550" in result["error"]["message"]
     assert result["execution_result"]["retry_count"] == 0
     assert smtp_sink.messages == []
+
+
+def test_refused_sender_fails_at_once_and_a_busy_one_is_retried(workspace, smtp_sink, runtime):
+    # The message is built while MAIL FROM is answered: the answer must still decide.
+    smtp_sink.recorder.mail_replies.append("553 5.7.1 sender not allowed")
+    refused = send(workspace, "a@example.com")
+    assert refused["status"] == "scheduled"
+    assert "553" in refused["error"]["message"]
+    assert refused["execution_result"]["retry_count"] == 0
+
+    smtp_sink.recorder.mail_replies.append("451 4.3.0 try again")
+    retried = send(workspace, "b@example.com")
+    assert retried["status"] == "sent"
+    assert retried["execution_result"]["retry_count"] == 1
+    assert [m.rcpt_tos for m in smtp_sink.messages] == [["b@example.com"]]
+
+
+def test_a_message_that_fails_to_build_leaves_no_open_transaction_behind(
+    workspace, smtp_sink, runtime
+):
+    # MAIL FROM is on its way when the message is built; a build that fails (a fault no input
+    # produces, hence the patch) must not leave that half-open transaction on a reused
+    # connection, where the next send's MAIL FROM would be refused as nested.
+    with (
+        mock.patch("tools.providers.smtp.build_mime", side_effect=RuntimeError("boom")),
+        pytest.raises(RuntimeError, match="boom"),
+    ):
+        send(workspace, "a@example.com")
+    assert smtp_sink.messages == []
+
+    assert send(workspace, "b@example.com")["status"] == "sent"
+    assert [m.rcpt_tos for m in smtp_sink.messages] == [["b@example.com"]]
+    assert smtp_sink.recorder.sessions == 2  # the connection of the failed build was closed
 
 
 def test_temporarily_refused_recipient_is_retried(workspace, smtp_sink, runtime):

@@ -132,28 +132,37 @@ class SMTPProvider(Provider):
         self._lock = threading.Lock()
 
     def send(self, email: OutgoingEmail) -> Accepted:
-        raw = build_mime(email, clock.utcnow())
         try:
             connection = self._acquire()
         except Exception as error:
             raise classify_smtp_error(error) from error
         try:
-            self._transfer(connection, email, raw)
+            self._transfer(connection, email)
         except Exception:
             self._close(connection)
             raise
         self._release(connection)
         return Accepted(email.message_id.strip("<>"), 250)
 
-    def _transfer(
-        self, connection: _VerifiedTimeoutConnection, email: OutgoingEmail, raw: bytes
-    ) -> None:
-        """smtplib's sendmail in its phases, to tell a refusal from a lost answer after DATA."""
+    def _transfer(self, connection: _VerifiedTimeoutConnection, email: OutgoingEmail) -> None:
+        """smtplib's sendmail in its phases, to tell a refusal from a lost answer after DATA.
+
+        The message is built while the server answers MAIL FROM (its reply waits in the socket
+        meanwhile), so the build overlaps that round trip instead of adding to it. The next
+        command still goes only after the reply, as RFC 5321 asks of a client without
+        PIPELINING. A build that fails leaves a half-open transaction; `send` then closes the
+        connection.
+        """
         host = connection.host
         assert host is not None
         try:
             host.ehlo_or_helo_if_needed()
-            code, reply = host.mail(email.sender_email)
+            host.putcmd("mail", f"FROM:{smtplib.quoteaddr(email.sender_email)}")
+        except Exception as error:
+            raise classify_smtp_error(error) from error
+        raw = build_mime(email, clock.utcnow())
+        try:
+            code, reply = host.getreply()
             if code != 250:
                 raise smtplib.SMTPSenderRefused(code, reply, email.sender_email)
             refused = {}
