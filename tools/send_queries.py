@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, or_, select, update
+from sqlalchemy import bindparam, exists, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from persistence import (
@@ -20,7 +20,6 @@ from persistence import (
     Suppression,
     Workspace,
 )
-from tools.schemas import REQUIRED_CIRCUITS
 
 _ws = Workspace.__table__.c
 _ex = EmailExecution.__table__.c
@@ -34,12 +33,13 @@ _WORKSPACE = select(
 # already holds the database write lock, and FOR UPDATE is not SQL it knows.
 LOCK_WORKSPACE = {"sqlite": _WORKSPACE, "default": _WORKSPACE.with_for_update()}
 
+# Every circuit's logs for one execution (a few rows; the caller keeps the ones it needs): an
+# IN list here would be expanded into the SQL again on every execution.
 CIRCUIT_RESULTS = (
     select(_logs.id, _logs.circuit_id, _logs.success, _logs.output_hash)
     .where(
         _logs.workspace_id == bindparam("workspace_id"),
         _logs.circuit_execution_id == bindparam("circuit_execution_id"),
-        _logs.circuit_id.in_(REQUIRED_CIRCUITS),
     )
     .order_by(_logs.created_at, _logs.id)
 )
@@ -56,29 +56,34 @@ EXISTING_SEND = (
     .limit(1)
 )
 
-ACTIVE_SUPPRESSION = (
-    select(_sup.email, _sup.reason)
-    .where(
-        _sup.workspace_id == bindparam("workspace_id"),
-        _sup.email.in_(bindparam("keys", expanding=True)),
-        or_(_sup.reason != "bounced", _sup.suppressed_at >= bindparam("bounce_cutoff")),
-    )
-    .limit(1)
+# An entry blocks while it lasts: a bounce for `bounce_days`, anything else for good.
+_BLOCKING_SUPPRESSION = (
+    _sup.workspace_id == bindparam("workspace_id"),
+    _sup.email.in_(bindparam("keys", expanding=True)),
+    or_(_sup.reason != "bounced", _sup.suppressed_at >= bindparam("bounce_cutoff")),
 )
+ACTIVE_SUPPRESSION = select(_sup.email, _sup.reason).where(*_BLOCKING_SUPPRESSION).limit(1)
 
-# Two index-only lookups in one round trip: recipients sent to in the workspace's last hour
-# (ix_executions_rate_window), and recent sends to this recipient (ix_executions_recipient).
-RECENT_SENDS = select(
+# Every check a send makes after its circuits, in one round trip: an earlier send of this
+# (workspace, execution, recipient); whether a suppression blocks any recipient (which one,
+# and why, is read only then); recipients sent to in the workspace's last hour
+# (ix_executions_rate_window, index only); recent sends to this recipient
+# (ix_executions_recipient, index only).
+SEND_CHECKS = select(
+    EXISTING_SEND.scalar_subquery().label("existing_id"),
+    exists().where(*_BLOCKING_SUPPRESSION).label("suppressed"),
     select(func.coalesce(func.sum(_ex.recipient_count), 0))
     .where(_ex.workspace_id == bindparam("workspace_id"), _ex.reserved_at >= bindparam("hour_ago"))
-    .scalar_subquery(),
+    .scalar_subquery()
+    .label("used"),
     select(func.count())
     .where(
         _ex.workspace_id == bindparam("workspace_id"),
         _ex.recipient_key == bindparam("recipient_key"),
         _ex.reserved_at >= bindparam("throttle_since"),
     )
-    .scalar_subquery(),
+    .scalar_subquery()
+    .label("recent"),
 )
 
 INSERT_EXECUTION = insert(EmailExecution.__table__)

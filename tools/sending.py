@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, Row, select
 from sqlalchemy.exc import IntegrityError
 
 from persistence import EmailExecution, begin_unsynced
@@ -220,18 +220,11 @@ def _reserve(runtime: Runtime, conn: Connection, send: _Send, *, status: str) ->
     object not attached to any session.
     """
     args = send.args
-    existing_id = conn.scalar(
-        send_queries.EXISTING_SEND,
-        {
-            "workspace_id": args.workspace_id,
-            "circuit_execution_id": args.circuit_execution_id,
-            "recipient_key": send.to.key,
-        },
-    )
-    if existing_id is not None:
-        raise _Duplicate(existing_id)
-    _check_policy(runtime, conn, send, limits=status == "sending")
     now = clock.utcnow()
+    checks = _send_checks(runtime, conn, send, now)
+    if checks.existing_id is not None:
+        raise _Duplicate(checks.existing_id)
+    _check_policy(runtime, conn, send, checks, now, limits=status == "sending")
     values: dict[str, Any] = {
         "id": send.email_id,
         "workspace_id": args.workspace_id,
@@ -347,8 +340,11 @@ def _send_scheduled(runtime: Runtime, email_id: str) -> str:
             circuits = circuit_state(conn, row.workspace_id, row.circuit_execution_id)
             asset, digest = _approved_asset(conn, circuits, asset)
             send = _Send(row.id, args, to, copies, blind, files, asset, digest, workspace, circuits)
-            _check_policy(runtime, conn, send, limits=True)
             now = clock.utcnow()
+            # The earlier send these checks find is this very email: only policy applies.
+            _check_policy(
+                runtime, conn, send, _send_checks(runtime, conn, send, now), now, limits=True
+            )
             claimed = conn.execute(
                 send_queries.CLAIM_SCHEDULED,
                 {"b_id": row.id, "status": "sending", "reserved_at": now, "updated_at": now},
@@ -379,14 +375,40 @@ def _send_scheduled(runtime: Runtime, email_id: str) -> str:
     return "sent" if result["status"] == "sent" else "failed"
 
 
-def _check_policy(runtime: Runtime, conn: Connection, send: _Send, *, limits: bool) -> None:
+def _send_checks(runtime: Runtime, conn: Connection, send: _Send, now: datetime) -> Row[Any]:
+    """(existing_id, suppressed, used, recent): what `_reserve` and `_check_policy` decide on."""
+    settings = runtime.settings
+    return conn.execute(
+        send_queries.SEND_CHECKS,
+        {
+            "workspace_id": send.workspace.id,
+            "circuit_execution_id": send.args.circuit_execution_id,
+            "recipient_key": send.to.key,
+            "keys": send.keys,
+            "bounce_cutoff": now - timedelta(days=settings.bounce_suppression_days),
+            "hour_ago": now - timedelta(hours=1),
+            "throttle_since": now - timedelta(seconds=settings.recipient_throttle_seconds),
+        },
+    ).one()
+
+
+def _check_policy(
+    runtime: Runtime,
+    conn: Connection,
+    send: _Send,
+    checks: Row[Any],
+    now: datetime,
+    *,
+    limits: bool,
+) -> None:
     """Suppression, and (when sending now) the recipient throttle and the hourly limit."""
     settings = runtime.settings
     workspace = send.workspace
-    entry = active_suppression(
-        conn, workspace.id, send.keys, bounce_days=settings.bounce_suppression_days
-    )
-    if entry is not None:
+    if checks.suppressed:
+        entry = active_suppression(
+            conn, workspace.id, send.keys, bounce_days=settings.bounce_suppression_days, now=now
+        )
+        assert entry is not None, "the same transaction found a blocking entry a moment ago"
         raise ToolFailure(
             ErrorCode.SUPPRESSED,
             f"Recipient validation failed: {entry.reason}_suppressed",
@@ -395,19 +417,7 @@ def _check_policy(runtime: Runtime, conn: Connection, send: _Send, *, limits: bo
         )
     if not limits:
         return
-    now = clock.utcnow()
-    hour_ago = now - timedelta(hours=1)
-    throttle_since = now - timedelta(seconds=settings.recipient_throttle_seconds)
-    used, recent = conn.execute(
-        send_queries.RECENT_SENDS,
-        {
-            "workspace_id": workspace.id,
-            "recipient_key": send.to.key,
-            "hour_ago": hour_ago,
-            "throttle_since": throttle_since,
-        },
-    ).one()
-    if settings.recipient_throttle_seconds > 0 and recent:
+    if settings.recipient_throttle_seconds > 0 and checks.recent:
         raise ToolFailure(
             ErrorCode.RECIPIENT_THROTTLED,
             f"Recipient validation failed: recipient_throttled (one email per "
@@ -415,6 +425,7 @@ def _check_policy(runtime: Runtime, conn: Connection, send: _Send, *, limits: bo
             retry_after_seconds=settings.recipient_throttle_seconds,
         )
     limit = workspace.rate_limit_per_hour or settings.rate_limit_per_hour
+    used = checks.used
     if used + len(send.keys) > limit:
         raise ToolFailure(
             ErrorCode.RATE_LIMIT_EXCEEDED,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from email_validator import EmailNotValidError
@@ -34,16 +34,18 @@ def address_key(email: str) -> str:
 
 
 def active_suppression(
-    conn: Connection | Session, workspace_id: str, keys: Iterable[str], *, bounce_days: int
+    conn: Connection | Session,
+    workspace_id: str,
+    keys: Iterable[str],
+    *,
+    bounce_days: int,
+    now: datetime | None = None,
 ) -> Row[tuple[str, str]] | None:
-    """(email, reason) of the first entry that currently blocks any of `keys`, if one does."""
+    """(email, reason) of the first entry that blocks any of `keys` at `now` (default: now)."""
+    cutoff = (now or clock.utcnow()) - timedelta(days=bounce_days)
     return conn.execute(
         send_queries.ACTIVE_SUPPRESSION,
-        {
-            "workspace_id": workspace_id,
-            "keys": list(keys),
-            "bounce_cutoff": clock.utcnow() - timedelta(days=bounce_days),
-        },
+        {"workspace_id": workspace_id, "keys": list(keys), "bounce_cutoff": cutoff},
     ).first()
 
 
