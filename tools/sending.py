@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -68,6 +68,42 @@ class _Send:
     @property
     def keys(self) -> list[str]:
         return [a.key for a in (self.to, *self.cc, *self.bcc)]
+
+
+@dataclass
+class _Execution:
+    """An execution row as the send path reads and updates it.
+
+    Not the ORM class: building an ORM instance per send cost as much as one of its queries.
+    """
+
+    id: str
+    workspace_id: str
+    circuit_execution_id: str
+    recipient: str
+    status: str
+    scheduled_for: datetime | None
+    reserved_at: datetime | None
+    sent: bool
+    provider: str | None
+    provider_message_id: str | None
+    sent_at: datetime | None
+    attempt_number: int
+    retry_count: int
+    reschedule_count: int
+    last_error: str | None
+    error_code: str | None
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, source: EmailExecution | dict[str, Any]) -> _Execution:
+        """The fields of an ORM row, or of the values a row was inserted with."""
+        if isinstance(source, dict):
+            return cls(**{name: source[name] for name in _EXECUTION_FIELDS})
+        return cls(**{name: getattr(source, name) for name in _EXECUTION_FIELDS})
+
+
+_EXECUTION_FIELDS = tuple(field.name for field in fields(_Execution))
 
 
 class _Duplicate(Exception):
@@ -134,7 +170,7 @@ def send_email(
             # Only reachable if rows were written around the lock: still one send.
             raise _Duplicate(_existing_id(runtime, args, to)) from None
     except _Duplicate as duplicate:
-        return _duplicate_result(_load(runtime, duplicate.email_id), circuits)
+        return _duplicate_result(_Execution.of(_load(runtime, duplicate.email_id)), circuits)
     except ToolFailure as failure:
         log.info(
             "send blocked",
@@ -213,11 +249,10 @@ def _approved_asset(
     return asset, digest
 
 
-def _reserve(runtime: Runtime, conn: Connection, send: _Send, *, status: str) -> EmailExecution:
+def _reserve(runtime: Runtime, conn: Connection, send: _Send, *, status: str) -> _Execution:
     """Write the execution row once no earlier send, suppression or limit stands in the way.
 
-    Runs inside the transaction holding the workspace lock. Returns the row as written, as an
-    object not attached to any session.
+    Runs inside the transaction holding the workspace lock. Returns the row as written.
     """
     args = send.args
     now = clock.utcnow()
@@ -260,7 +295,7 @@ def _reserve(runtime: Runtime, conn: Connection, send: _Send, *, status: str) ->
         "updated_at": now,
     }
     conn.execute(send_queries.INSERT_EXECUTION, values)
-    return EmailExecution(**values)
+    return _Execution.of(values)
 
 
 def _existing_id(runtime: Runtime, args: SendEmailArgs, to: CheckedAddress) -> str:
@@ -312,27 +347,28 @@ def send_due_emails(limit: int = 100) -> dict[str, int]:
 
 
 def _send_scheduled(runtime: Runtime, email_id: str) -> str:
-    row = _load(runtime, email_id)
+    stored = _load(runtime, email_id)
+    row = _Execution.of(stored)
     if row.status != "scheduled":
         return "skipped"
     try:
         asset = FinalAsset(
-            subject=row.subject,
-            preheader=row.preheader,
-            html_body=row.html_body,
-            text_body=row.text_body,
-            cta_url=row.cta_url,
-            tags=row.tags,
+            subject=stored.subject,
+            preheader=stored.preheader,
+            html_body=stored.html_body,
+            text_body=stored.text_body,
+            cta_url=stored.cta_url,
+            tags=stored.tags,
         )
         args = SendEmailArgs(
             workspace_id=row.workspace_id,
-            client_id=row.client_id,
+            client_id=stored.client_id,
             circuit_execution_id=row.circuit_execution_id,
             recipient=row.recipient,
             final_asset=asset,
-            cc=row.cc,
-            bcc=row.bcc,
-            attachments=row.attachments,
+            cc=stored.cc,
+            bcc=stored.bcc,
+            attachments=stored.attachments,
         )
         to, copies, blind, files = _check_inputs(runtime, args)
         with runtime.engine.begin() as conn:
@@ -471,7 +507,7 @@ def _outgoing(runtime: Runtime, send: _Send, delivery_round: int) -> OutgoingEma
 
 
 def _deliver(
-    runtime: Runtime, send: _Send, row: EmailExecution, breakers: dict[str, datetime]
+    runtime: Runtime, send: _Send, row: _Execution, breakers: dict[str, datetime]
 ) -> dict[str, Any]:
     """Render, hand over, record. The row already says `sending`, so a crash leaves a trace."""
     skip = self_correction.cooling_down(breakers, clock.utcnow())
@@ -510,7 +546,7 @@ def _deliver(
 def _record(
     runtime: Runtime,
     send: _Send,
-    row: EmailExecution,
+    row: _Execution,
     outcome: DeliveryOutcome,
     breakers: dict[str, datetime],
     error_code: ErrorCode | None = None,
@@ -611,7 +647,7 @@ def _record(
     return decision
 
 
-def _log_fields(row: EmailExecution) -> dict[str, Any]:
+def _log_fields(row: _Execution) -> dict[str, Any]:
     return {
         "email_id": row.id,
         "workspace_id": row.workspace_id,
@@ -620,7 +656,7 @@ def _log_fields(row: EmailExecution) -> dict[str, Any]:
     }
 
 
-def _execution_result(row: EmailExecution) -> dict[str, Any] | None:
+def _execution_result(row: _Execution) -> dict[str, Any] | None:
     if row.attempt_number == 0:
         return None
     return {
@@ -634,7 +670,7 @@ def _execution_result(row: EmailExecution) -> dict[str, Any] | None:
 
 
 def _row_result(
-    row: EmailExecution,
+    row: _Execution,
     circuits: CircuitState | None,
     *,
     message: str,
@@ -661,7 +697,7 @@ def _row_result(
     return result
 
 
-def _duplicate_result(row: EmailExecution, circuits: CircuitState | None) -> dict[str, Any]:
+def _duplicate_result(row: _Execution, circuits: CircuitState | None) -> dict[str, Any]:
     result = _row_result(
         row,
         circuits,
