@@ -17,6 +17,7 @@ from persistence import (
     DeliveryAttempt,
     EmailExecution,
     EmailMetrics,
+    ProviderBreaker,
     Suppression,
     Workspace,
 )
@@ -25,6 +26,7 @@ _ws = Workspace.__table__.c
 _ex = EmailExecution.__table__.c
 _logs = CircuitExecutionLog.__table__.c
 _sup = Suppression.__table__.c
+_breakers = ProviderBreaker.__table__.c
 
 _WORKSPACE = select(
     _ws.id, _ws.sender_email, _ws.sender_name, _ws.postal_address, _ws.rate_limit_per_hour
@@ -68,7 +70,8 @@ ACTIVE_SUPPRESSION = select(_sup.email, _sup.reason).where(*_BLOCKING_SUPPRESSIO
 # (workspace, execution, recipient); whether a suppression blocks any recipient (which one,
 # and why, is read only then); recipients sent to in the workspace's last hour
 # (ix_executions_rate_window, index only); recent sends to this recipient
-# (ix_executions_recipient, index only).
+# (ix_executions_recipient, index only); whether any provider's breaker is open (which ones is
+# read only then).
 SEND_CHECKS = select(
     EXISTING_SEND.scalar_subquery().label("existing_id"),
     exists().where(*_BLOCKING_SUPPRESSION).label("suppressed"),
@@ -84,6 +87,7 @@ SEND_CHECKS = select(
     )
     .scalar_subquery()
     .label("recent"),
+    exists().where(_breakers.state == "open").label("breaker_open"),
 )
 
 INSERT_EXECUTION = insert(EmailExecution.__table__)

@@ -163,9 +163,12 @@ def send_email(
                     workspace,
                     circuits,
                 )
-                row = _reserve(runtime, conn, send, status="scheduled" if scheduled else "sending")
-                # Only a send made now needs to know which providers are cooling down.
-                breakers = {} if scheduled else self_correction.open_breakers(conn)
+                now = clock.utcnow()
+                checks = _send_checks(runtime, conn, send, now)
+                row = _reserve(
+                    runtime, conn, send, checks, now, status="scheduled" if scheduled else "sending"
+                )
+                breakers = {} if scheduled else _open_breakers(conn, checks)
         except IntegrityError:
             # Only reachable if rows were written around the lock: still one send.
             raise _Duplicate(_existing_id(runtime, args, to)) from None
@@ -249,14 +252,20 @@ def _approved_asset(
     return asset, digest
 
 
-def _reserve(runtime: Runtime, conn: Connection, send: _Send, *, status: str) -> _Execution:
+def _reserve(
+    runtime: Runtime,
+    conn: Connection,
+    send: _Send,
+    checks: Row[Any],
+    now: datetime,
+    *,
+    status: str,
+) -> _Execution:
     """Write the execution row once no earlier send, suppression or limit stands in the way.
 
     Runs inside the transaction holding the workspace lock. Returns the row as written.
     """
     args = send.args
-    now = clock.utcnow()
-    checks = _send_checks(runtime, conn, send, now)
     if checks.existing_id is not None:
         raise _Duplicate(checks.existing_id)
     _check_policy(runtime, conn, send, checks, now, limits=status == "sending")
@@ -377,17 +386,16 @@ def _send_scheduled(runtime: Runtime, email_id: str) -> str:
             asset, digest = _approved_asset(conn, circuits, asset)
             send = _Send(row.id, args, to, copies, blind, files, asset, digest, workspace, circuits)
             now = clock.utcnow()
+            checks = _send_checks(runtime, conn, send, now)
             # The earlier send these checks find is this very email: only policy applies.
-            _check_policy(
-                runtime, conn, send, _send_checks(runtime, conn, send, now), now, limits=True
-            )
+            _check_policy(runtime, conn, send, checks, now, limits=True)
             claimed = conn.execute(
                 send_queries.CLAIM_SCHEDULED,
                 {"b_id": row.id, "status": "sending", "reserved_at": now, "updated_at": now},
             )
             if claimed.rowcount != 1:
                 return "skipped"  # another worker took it first
-            breakers = self_correction.open_breakers(conn)
+            breakers = _open_breakers(conn, checks)
     except ToolFailure as failure:
         if failure.code in (ErrorCode.RATE_LIMIT_EXCEEDED, ErrorCode.RECIPIENT_THROTTLED):
             return "deferred"
@@ -412,7 +420,7 @@ def _send_scheduled(runtime: Runtime, email_id: str) -> str:
 
 
 def _send_checks(runtime: Runtime, conn: Connection, send: _Send, now: datetime) -> Row[Any]:
-    """(existing_id, suppressed, used, recent): what `_reserve` and `_check_policy` decide on."""
+    """(existing_id, suppressed, used, recent, breaker_open): what a send is decided on."""
     settings = runtime.settings
     return conn.execute(
         send_queries.SEND_CHECKS,
@@ -426,6 +434,11 @@ def _send_checks(runtime: Runtime, conn: Connection, send: _Send, now: datetime)
             "throttle_since": now - timedelta(seconds=settings.recipient_throttle_seconds),
         },
     ).one()
+
+
+def _open_breakers(conn: Connection, checks: Row[Any]) -> dict[str, datetime]:
+    """The providers cooling down, read only when the checks saw an open breaker."""
+    return self_correction.open_breakers(conn) if checks.breaker_open else {}
 
 
 def _check_policy(
