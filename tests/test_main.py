@@ -166,6 +166,9 @@ def test_serve_runs_the_api_on_waitress_and_rotate_key_replaces_the_key(tmp_path
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # A test run started in the background ignores SIGINT, and the server would inherit
+        # that; the stop below must work however the tests were started.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         assert server.stdout is not None
