@@ -12,6 +12,8 @@ from typing import Any
 
 from tools.dev_smtp_server import LocalSMTPServer
 
+DROP = "drop the connection"
+
 
 @dataclass(frozen=True)
 class Received:
@@ -28,7 +30,8 @@ class RecordingHandler:
     def __init__(self) -> None:
         self.messages: list[Received] = []
         self.replies: deque[str] = deque()
-        self.mail_replies: deque[str] = deque()  # scripted answers to the next MAIL commands
+        # Scripted answers to the next MAIL commands; DROP closes the connection instead.
+        self.mail_replies: deque[str] = deque()
         self.rcpt_replies: deque[str] = deque()  # scripted answers to the next RCPT commands
         self.data_delay = 0.0  # seconds to wait, after storing a message, before answering
         self.on_data: Callable[[], None] | None = None  # runs while DATA is being answered
@@ -48,8 +51,12 @@ class RecordingHandler:
         self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
     ) -> str:
         with self._lock:
-            if self.mail_replies:
-                return self.mail_replies.popleft()
+            reply = self.mail_replies.popleft() if self.mail_replies else None
+        if reply == DROP:
+            server.transport.close()
+            return "421 closing"  # never read: the connection is already gone
+        if reply is not None:
+            return reply
         envelope.mail_from = address
         envelope.mail_options.extend(options)
         return "250 OK"

@@ -93,6 +93,23 @@ def test_breaker_opens_after_n_failures_skips_the_provider_then_closes(
     assert _actions() == [("open_breaker", "sendgrid"), ("close_breaker", "sendgrid")]
 
 
+def test_a_due_send_skips_a_provider_that_is_cooling_down(configure, sendgrid_fake, resend_fake):
+    workspace = configure()
+    start = clock.utcnow()
+    later = (start + timedelta(seconds=30)).isoformat()
+    scheduled = send(workspace, "later@example.com", scheduled_for=later)
+    sendgrid_fake.script.extend([SG_503, SG_503])
+    send(workspace, "a@example.com")
+    send(workspace, "b@example.com")
+    assert _breaker("sendgrid").state == "open"
+
+    asked = len(sendgrid_fake.requests)
+    with mock.patch("tools.clock.utcnow", return_value=start + timedelta(seconds=60)):
+        assert tools.send_due_emails()["sent"] == 1
+    assert tools.get_email_status(scheduled["email_id"])["provider"] == "resend"
+    assert len(sendgrid_fake.requests) == asked  # not even asked
+
+
 def test_a_failed_probe_reopens_the_breaker(configure, sendgrid_fake):
     workspace = configure(breaker_failure_threshold=1)
     start = clock.utcnow()

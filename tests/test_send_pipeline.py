@@ -176,6 +176,23 @@ def test_failed_circuit_blocks_until_a_rerun_passes(workspace, smtp_sink, runtim
     assert tools.send_email(wid, CLIENT, execution_id, "bob@example.com", ASSET)["status"] == "sent"
 
 
+def test_engagement_and_self_correction_logs_change_neither_the_decision_nor_the_binding(
+    workspace, smtp_sink, runtime
+):
+    wid = workspace["workspace_id"]
+    execution_id = approve(wid)
+    for code in ("CX07", "CX08"):  # logged after CX06, and failed
+        assert tools.record_circuit_result(wid, execution_id, code, False)["success"]
+    altered = {**ASSET, "subject": "Not what CX06 approved"}
+    mismatch = tools.send_email(wid, CLIENT, execution_id, "bob@example.com", altered)
+    _assert_blocked(mismatch, "content_mismatch", smtp_sink, runtime)
+
+    result = tools.send_email(wid, CLIENT, execution_id, "bob@example.com", ASSET)
+    assert result["status"] == "sent", result
+    assert result["circuit_validation"]["failed_circuits"] == []
+    assert len(result["circuit_validation"]["circuits_passed"]) == 6
+
+
 def test_circuits_of_another_workspace_do_not_count(workspace, smtp_sink, runtime):
     other = tools.create_workspace("Other", "o@other.example", "2 Side Road, Townsville")
     execution_id = approve(other["workspace_id"])

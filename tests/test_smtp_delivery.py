@@ -12,6 +12,7 @@ import pytest
 import tools
 from persistence import EmailExecution
 from tests.conftest import attempt_rows, make_settings, send
+from tests.smtp_sink import DROP
 
 
 def test_transient_4xx_is_retried_with_exponential_backoff(smtp_sink, sqlite_url, tmp_path):
@@ -209,10 +210,23 @@ def test_a_message_that_fails_to_build_leaves_no_open_transaction_behind(
     ):
         send(workspace, "a@example.com")
     assert smtp_sink.messages == []
+    assert runtime.delivery.providers[0]._idle == []  # closed, not pooled
 
     assert send(workspace, "b@example.com")["status"] == "sent"
     assert [m.rcpt_tos for m in smtp_sink.messages] == [["b@example.com"]]
     assert smtp_sink.recorder.sessions == 2  # the connection of the failed build was closed
+
+
+def test_a_connection_lost_before_the_sender_is_answered_is_retried(workspace, smtp_sink, runtime):
+    # Nothing can have been delivered before DATA: a plain retry, not an unconfirmed delivery.
+    smtp_sink.recorder.mail_replies.append(DROP)
+    result = send(workspace)
+
+    assert result["status"] == "sent", result
+    assert result["execution_result"]["retry_count"] == 1
+    assert [a.outcome for a in attempt_rows(result["email_id"])] == ["transient_error", "sent"]
+    assert len(smtp_sink.messages) == 1
+    assert smtp_sink.recorder.sessions == 2
 
 
 def test_temporarily_refused_recipient_is_retried(workspace, smtp_sink, runtime):

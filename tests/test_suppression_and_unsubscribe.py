@@ -35,6 +35,18 @@ def test_suppressed_cc_or_bcc_also_blocks(workspace, smtp_sink):
     assert smtp_sink.messages == []
 
 
+def test_a_send_scheduled_for_later_to_a_suppressed_recipient_is_blocked_at_once(
+    workspace, smtp_sink
+):
+    tools.suppress(workspace["workspace_id"], "bob@example.com", "unsubscribed")
+    later = (clock.utcnow() + timedelta(hours=1)).isoformat()
+    result = send(workspace, scheduled_for=later)
+    assert result["status"] == "blocked"
+    assert result["error"]["code"] == "suppressed"
+    assert result["email_id"] is None  # nothing was written to send later
+    assert tools.send_due_emails(limit=10)["due"] == 0
+
+
 def test_suppression_belongs_to_one_workspace(workspace, smtp_sink):
     other = tools.create_workspace("Other", "o@other.example", "2 Side Road, Townsville")
     tools.suppress(other["workspace_id"], "bob@example.com", "complained")

@@ -138,7 +138,7 @@ class SMTPProvider(Provider):
             raise classify_smtp_error(error) from error
         try:
             self._transfer(connection, email)
-        except Exception:
+        except BaseException:  # an interrupt too: never pool a connection mid-transaction
             self._close(connection)
             raise
         self._release(connection)
