@@ -9,14 +9,17 @@ the service: create a workspace, record circuit results, send, show status, run 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import logging
+import signal
 import socket
 import sys
 import textwrap
-import time
+import threading
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -210,28 +213,52 @@ def run_self_correct(args: argparse.Namespace) -> int:
 
 def run_worker(args: argparse.Namespace) -> int:
     log = logging.getLogger("worker")
-    while True:
-        # A failed pass (the database away, a deadlock victim) is logged and tried again at
-        # the next poll: one bad moment must not stop scheduled sends for good.
-        try:
-            counts = tools.send_due_emails(limit=args.batch)
-            if counts["due"]:
-                log.info("scheduled sends processed", extra=counts)
-                print(json.dumps(counts))
-            folded = tools.fold_waiting_events()  # webhook events that overtook their send
-            if folded:
-                print(json.dumps({"events_folded": folded}))
-            stalled = tools.escalate_stalled_sends()  # outlived the process delivering them
-            if stalled:
-                log.warning("stalled sends escalated", extra={"escalated": stalled})
-                print(json.dumps({"stalled_sends_escalated": stalled}))
-        except Exception:
-            log.exception("worker pass failed; retrying at the next poll")
-            if args.once:
-                return 1
-        if args.once:
-            return 0
-        time.sleep(args.interval)
+    stop = threading.Event()
+    with _stop_on_signals(stop):
+        while True:
+            # A failed pass (the database away, a deadlock victim) is logged and tried again at
+            # the next poll: one bad moment must not stop scheduled sends for good.
+            try:
+                counts = tools.send_due_emails(limit=args.batch, stop=stop)
+                if counts["due"]:
+                    log.info("scheduled sends processed", extra=counts)
+                    print(json.dumps(counts))
+                folded = tools.fold_waiting_events()  # webhook events that overtook their send
+                if folded:
+                    print(json.dumps({"events_folded": folded}))
+                stalled = tools.escalate_stalled_sends()  # outlived the process delivering them
+                if stalled:
+                    log.warning("stalled sends escalated", extra={"escalated": stalled})
+                    print(json.dumps({"stalled_sends_escalated": stalled}))
+            except Exception:
+                log.exception("worker pass failed; retrying at the next poll")
+                if args.once:
+                    return 1
+            if args.once or stop.wait(args.interval):
+                return 0
+
+
+@contextlib.contextmanager
+def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """SIGTERM (a process manager's stop) and Ctrl-C set `stop` instead of killing the worker.
+
+    The send in hand then finishes and is recorded; the emails still due stay scheduled for the
+    next worker. Killed during a delivery instead, a send would stay `sending` until the
+    stalled-send sweep escalates it as unconfirmed. A second signal stops at once.
+    """
+
+    def request_stop(signum: int, frame: object) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        logging.getLogger("worker").info("stopping after the send in hand")
+        stop.set()
+
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def run_rotate_key(args: argparse.Namespace) -> int:

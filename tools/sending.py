@@ -16,6 +16,7 @@ must get its first result back, not a throttle error caused by its own first sen
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
@@ -332,11 +333,12 @@ def _message_id(send: _Send) -> str:
     return f"<{send.email_id}@{send.workspace.sender_email.rpartition('@')[2]}>"
 
 
-def send_due_emails(limit: int = 100) -> dict[str, int]:
+def send_due_emails(limit: int = 100, stop: threading.Event | None = None) -> dict[str, int]:
     """Send the scheduled emails that are due, through the checks again (steps 3-11).
 
     A suppression or circuit failure that appeared meanwhile marks the email `blocked`; a
-    full hourly limit or a throttled recipient leaves it scheduled for the next run.
+    full hourly limit or a throttled recipient leaves it scheduled for the next run. Once
+    `stop` is set, no further email is started; those left stay scheduled.
     """
     runtime = get_runtime()
     with runtime.sessions() as session:
@@ -351,6 +353,8 @@ def send_due_emails(limit: int = 100) -> dict[str, int]:
         ).all()
     counts = {"due": len(due), "sent": 0, "failed": 0, "blocked": 0, "deferred": 0, "skipped": 0}
     for email_id in due:
+        if stop is not None and stop.is_set():
+            break
         counts[_send_scheduled(runtime, email_id)] += 1
     return counts
 
