@@ -8,6 +8,7 @@ import tools
 from api.auth import own_workspace, protected_blueprint
 from api.responses import send_response, tool_response
 from api.schemas import (
+    SEND_RESPONSES,
     CircuitRecorded,
     CollectQuery,
     CollectResponse,
@@ -15,7 +16,6 @@ from api.schemas import (
     MetricsQuery,
     MetricsResponse,
     SendBody,
-    SendResponse,
     WorkspaceQuery,
 )
 from tools.errors import ErrorCode, ToolFailure, failure_result
@@ -41,13 +41,7 @@ def record_execution(query: WorkspaceQuery, body: CircuitResultFields):
 
 @circuits.post(
     "/agents/email/send",
-    responses={
-        200: SendResponse,
-        202: SendResponse,
-        403: SendResponse,
-        409: SendResponse,
-        500: SendResponse,
-    },
+    responses=SEND_RESPONSES,
 )
 def send(query: WorkspaceQuery, body: SendBody):
     """Send CX06's asset once CX01-CX06 passed: 200 sent, 202 scheduled (also when CX08

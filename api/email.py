@@ -10,9 +10,9 @@ import tools
 from api.auth import protected_blueprint
 from api.responses import send_response, tool_response
 from api.schemas import (
+    SEND_RESPONSES,
     ErrorResponse,
     ProvidersResponse,
-    SendResponse,
     SimpleSendBody,
     StatusPath,
     StatusResponse,
@@ -31,13 +31,7 @@ email = protected_blueprint(
 
 @email.post(
     "/send",
-    responses={
-        200: SendResponse,
-        202: SendResponse,
-        403: SendResponse,
-        409: SendResponse,
-        500: SendResponse,
-    },
+    responses=SEND_RESPONSES,
 )
 def send(body: SimpleSendBody):
     """Send `subject`/`body` to `to` through the same pipeline as the circuit route: CX01-CX06

@@ -143,6 +143,10 @@ class SendResponse(_Open):
     error: ErrorDetail | None = None
 
 
+# Every status `api.responses.send_response` answers a send with (both send routes document it).
+SEND_RESPONSES = {status: SendResponse for status in (200, 202, 403, 409, 500)}
+
+
 class CircuitRecorded(_Open):
     success: Literal[True]
     circuit_execution_id: str
