@@ -13,6 +13,7 @@ from typing import Any
 from tools.dev_smtp_server import LocalSMTPServer
 
 DROP = "drop the connection"
+HANG_UP = "answer, then drop the connection"
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,9 @@ class RecordingHandler:
         self.replies: deque[str] = deque()
         # Scripted answers to the next MAIL commands; DROP closes the connection instead.
         self.mail_replies: deque[str] = deque()
-        self.rcpt_replies: deque[str] = deque()  # scripted answers to the next RCPT commands
+        # Scripted answers to the next RCPT commands; HANG_UP accepts, then closes the connection.
+        self.rcpt_replies: deque[str] = deque()
+        self.on_ehlo: Callable[[], None] | None = None  # runs while a greeting is answered
         self.data_delay = 0.0  # seconds to wait, after storing a message, before answering
         self.on_data: Callable[[], None] | None = None  # runs while DATA is being answered
         self.sessions = 0
@@ -44,6 +47,8 @@ class RecordingHandler:
     ) -> list[str]:
         with self._lock:
             self.sessions += 1
+        if self.on_ehlo is not None:
+            self.on_ehlo()
         session.host_name = hostname
         return responses
 
@@ -65,8 +70,12 @@ class RecordingHandler:
         self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
     ) -> str:
         with self._lock:
-            if self.rcpt_replies:
-                return self.rcpt_replies.popleft()
+            reply = self.rcpt_replies.popleft() if self.rcpt_replies else None
+        if reply == HANG_UP:
+            # After the reply is written: the client sees 250, then loses the connection.
+            asyncio.get_running_loop().call_soon(server.transport.close)
+        elif reply is not None:
+            return reply
         envelope.rcpt_tos.append(address)
         return "250 OK"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -11,6 +12,15 @@ from persistence import EmailExecution
 from tests.conftest import api_settings, attempt_rows, make_settings, send
 from tests.fake_http import Drop, Slow
 from tests.fake_providers import resend_reply, sendgrid_reply
+from tools.providers.base import (
+    Accepted,
+    Content,
+    OutgoingEmail,
+    Provider,
+    RetryableProviderError,
+    no_reservation,
+)
+from tools.providers.chain import DeliveryChain
 
 SG_503 = sendgrid_reply(503, "Service Unavailable")
 RS_429 = resend_reply(
@@ -189,3 +199,52 @@ def test_the_development_server_is_never_a_fallback_behind_a_real_provider(
         assert runtime.delivery.names == ["smtp"] and runtime.dev_server is not None
     finally:
         tools.shutdown()
+
+
+class _DropsBeforeTheHandover(Provider):
+    """Fails its first call before doing anything that needs the reservation durable."""
+
+    name = "flaky"
+
+    def __init__(self, events: list[str]) -> None:
+        self.events = events
+        self.calls = 0
+
+    def send(
+        self, email: OutgoingEmail, before_handover: Callable[[], None] = no_reservation
+    ) -> Accepted:
+        self.calls += 1
+        if self.calls == 1:
+            raise RetryableProviderError("the pooled connection was gone")
+        before_handover()
+        self.events.append("handed over")
+        return Accepted("id-1", 250)
+
+
+def test_a_failed_attempt_commits_the_reservation_before_the_backoff():
+    # A reservation that waited through the backoff would hold its lock (every other send of
+    # the database or workspace) for seconds.
+    events: list[str] = []
+    chain = DeliveryChain(
+        [_DropsBeforeTheHandover(events)],
+        max_retries=1,
+        initial_delay=2.0,
+        sleep=lambda seconds: events.append(f"wait {seconds}"),
+    )
+    email = OutgoingEmail(
+        email_id="e1",
+        workspace_id="w1",
+        idempotency_key="e1.0",
+        message_id="<e1@acme.example>",
+        sender_email="news@acme.example",
+        sender_name=None,
+        to="bob@example.com",
+        cc=(),
+        bcc=(),
+        subject="Hello",
+        render=lambda: Content(html="<p>Hi</p>", text="Hi", headers={}),
+    )
+    outcome = chain.deliver(email, before_handover=lambda: events.append("commit"))
+
+    assert outcome.sent
+    assert events == ["commit", "wait 2.0", "commit", "handed over"]

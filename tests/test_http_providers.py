@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import socket
 import time
 from typing import Any
@@ -15,6 +16,7 @@ from tests.fake_http import Drop, Reply, Slow
 from tests.fake_providers import FakeResend, FakeSendGrid, resend_body, sendgrid_body
 from tools.providers.base import (
     AmbiguousDeliveryError,
+    Content,
     OutgoingEmail,
     PermanentProviderError,
     ProviderError,
@@ -157,9 +159,11 @@ EMAIL = OutgoingEmail(
     cc=(),
     bcc=(),
     subject="Hello",
-    html="<p>Hi</p>",
-    text="Hi",
-    headers={"List-Unsubscribe-Post": "List-Unsubscribe=One-Click"},
+    render=lambda: Content(
+        html="<p>Hi</p>",
+        text="Hi",
+        headers={"List-Unsubscribe-Post": "List-Unsubscribe=One-Click"},
+    ),
 )
 
 SG_ERROR = sendgrid_body("bad")
@@ -170,6 +174,19 @@ def _fake_and_provider(kind: str, timeout: float = 2.0):
     fake = (FakeSendGrid() if kind == "sendgrid" else FakeResend()).start()
     cls = SendGridProvider if kind == "sendgrid" else ResendProvider
     return fake, cls(fake.api_key, fake.url, timeout=timeout)
+
+
+@pytest.mark.parametrize("kind", ["sendgrid", "resend"])
+def test_the_reservation_is_made_durable_before_the_request_goes(kind):
+    fake, provider = _fake_and_provider(kind)
+    requests_at_commit: list[int] = []
+    try:
+        provider.send(EMAIL, lambda: requests_at_commit.append(len(fake.requests)))
+    finally:
+        provider.close()
+        fake.stop()
+    assert requests_at_commit == [0]
+    assert len(fake.delivered) == 1
 
 
 @pytest.mark.parametrize("kind", ["sendgrid", "resend"])
@@ -285,7 +302,7 @@ def test_resend_same_key_same_body_returns_the_first_id_without_sending_again():
         again = provider.send(EMAIL)
         assert first.message_id == again.message_id
         assert len(fake.delivered) == 1
-        changed = OutgoingEmail(**{**EMAIL.__dict__, "subject": "Changed"})
+        changed = dataclasses.replace(EMAIL, subject="Changed")
         with pytest.raises(AmbiguousDeliveryError):
             provider.send(changed)
         assert len(fake.delivered) == 1

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import sqlite3
 import uuid
 from typing import Any
+from unittest import mock
 
 import pytest
 from sqlalchemy import event, func, select
+from sqlalchemy.engine.base import RootTransaction
+from sqlalchemy.exc import OperationalError
 
 import tools
 from persistence import DeliveryAttempt, EmailExecution, EmailMetrics
@@ -262,6 +266,50 @@ def test_the_row_says_sending_while_the_provider_has_the_message(workspace, smtp
 
     assert seen == [["sending"]]
     assert tools.get_email_status(result["email_id"])["status"] == "sent"
+
+
+def test_the_reservation_is_committed_before_a_connection_is_opened(workspace, smtp_sink, runtime):
+    # Connecting may take up to the timeout: the reservation must not hold its lock meanwhile.
+    seen: list[list[str]] = []
+
+    def statuses_at_greeting() -> None:
+        with runtime.sessions() as session:
+            seen.append(list(session.scalars(select(EmailExecution.status))))
+
+    smtp_sink.recorder.on_ehlo = statuses_at_greeting
+    result = send(workspace)
+
+    assert seen == [["sending"]]  # the first send: no pooled connection yet
+    assert result["status"] == "sent"
+
+
+def test_a_reservation_that_cannot_be_committed_sends_nothing_and_leaves_no_row(
+    workspace, smtp_sink, runtime
+):
+    # On a pooled connection the commit comes after MAIL FROM. A commit that fails (a disk
+    # error: a fault no input produces, hence the patch) comes before the hand-over, so nothing
+    # may arrive and nothing may stay written; the connection with the SMTP transaction it had
+    # begun is closed, not pooled.
+    assert send(workspace, "first@example.com")["status"] == "sent"
+    execution_id = approve(workspace["workspace_id"])
+    fault = OperationalError("COMMIT", {}, sqlite3.OperationalError("disk I/O error"))
+    with (
+        mock.patch.object(RootTransaction, "commit", side_effect=fault),
+        pytest.raises(OperationalError),
+    ):
+        send(workspace, circuit_execution_id=execution_id)
+
+    assert [m.rcpt_tos for m in smtp_sink.messages] == [["first@example.com"]]
+    with runtime.sessions() as session:
+        rows = session.scalars(
+            select(EmailExecution).where(EmailExecution.circuit_execution_id == execution_id)
+        ).all()
+    assert rows == []
+    assert runtime.delivery.providers[0]._idle == []
+
+    again = send(workspace, circuit_execution_id=execution_id)  # not a duplicate: nothing was
+    assert again["status"] == "sent", again
+    assert [m.rcpt_tos for m in smtp_sink.messages][1:] == [["bob@example.com"]]
 
 
 def test_the_reservation_commit_waits_for_the_disk_and_the_outcome_commit_does_not(

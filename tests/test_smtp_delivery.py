@@ -12,7 +12,8 @@ import pytest
 import tools
 from persistence import EmailExecution
 from tests.conftest import attempt_rows, make_settings, send
-from tests.smtp_sink import DROP
+from tests.smtp_sink import DROP, HANG_UP
+from tools.providers.smtp import _data_payload
 
 
 def test_transient_4xx_is_retried_with_exponential_backoff(smtp_sink, sqlite_url, tmp_path):
@@ -201,7 +202,7 @@ def test_refused_sender_fails_at_once_and_a_busy_one_is_retried(workspace, smtp_
 def test_a_message_that_fails_to_build_leaves_no_open_transaction_behind(
     workspace, smtp_sink, runtime
 ):
-    # MAIL FROM is on its way when the message is built; a build that fails (a fault no input
+    # DATA is on its way when the message is built; a build that fails (a fault no input
     # produces, hence the patch) must not leave that half-open transaction on a reused
     # connection, where the next send's MAIL FROM would be refused as nested.
     with (
@@ -227,6 +228,35 @@ def test_a_connection_lost_before_the_sender_is_answered_is_retried(workspace, s
     assert [a.outcome for a in attempt_rows(result["email_id"])] == ["transient_error", "sent"]
     assert len(smtp_sink.messages) == 1
     assert smtp_sink.recorder.sessions == 2
+
+
+def test_a_connection_lost_before_data_is_answered_is_retried(workspace, smtp_sink, runtime):
+    # The message travels only after DATA's 354 reply: losing the connection before it is a
+    # plain retry, not an unconfirmed delivery.
+    smtp_sink.recorder.rcpt_replies.append(HANG_UP)
+    result = send(workspace)
+
+    assert result["status"] == "sent", result
+    assert [a.outcome for a in attempt_rows(result["email_id"])] == ["transient_error", "sent"]
+    assert len(smtp_sink.messages) == 1
+    assert smtp_sink.recorder.sessions == 2
+
+
+@pytest.mark.parametrize(
+    ("message", "payload"),
+    [
+        (
+            b"Subject: x\r\n\r\n.one\r\ntwo.\r\n.\r\n",
+            b"Subject: x\r\n\r\n..one\r\ntwo.\r\n..\r\n.\r\n",
+        ),
+        (b".first line\r\n", b"..first line\r\n.\r\n"),
+        (b"no final line end", b"no final line end\r\n.\r\n"),
+    ],
+    ids=["inner-lines", "first-line", "unterminated"],
+)
+def test_the_data_is_dot_stuffed_and_ends_with_the_dot_line(message, payload):
+    # RFC 5321 4.5.2: otherwise a body line "." would end the message there.
+    assert _data_payload(message) == payload
 
 
 def test_temporarily_refused_recipient_is_retried(workspace, smtp_sink, runtime):

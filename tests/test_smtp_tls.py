@@ -18,7 +18,7 @@ from cryptography.x509.oid import NameOID
 
 from tests.smtp_sink import RecordingHandler
 from tools.dev_smtp_server import LocalSMTPServer
-from tools.providers.base import OutgoingEmail, PermanentProviderError
+from tools.providers.base import Content, OutgoingEmail, PermanentProviderError
 from tools.providers.smtp import SMTPProvider
 
 
@@ -83,9 +83,7 @@ def _email() -> OutgoingEmail:
         cc=(),
         bcc=(),
         subject="Over TLS",
-        html="<p>secret</p>",
-        text="secret",
-        headers={},
+        render=lambda: Content(html="<p>secret</p>", text="secret", headers={}),
     )
 
 

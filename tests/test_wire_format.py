@@ -9,7 +9,7 @@ import pytest
 
 from tests.conftest import ASSET, body_of, parse_message, send
 from tools.mime import SMTP_POLICY, flatten, mime_tree
-from tools.providers.base import Attachment, OutgoingEmail
+from tools.providers.base import Attachment, Content, OutgoingEmail
 
 
 def _lines(raw: bytes) -> list[bytes]:
@@ -198,15 +198,17 @@ def test_one_write_generator_writes_what_the_stock_generator_writes(text):
         cc=("carol@example.com",),
         bcc=(),
         subject="Ünïcode subject that is long enough to be folded over more than one line " * 3,
-        html=f"<p>{text}</p>",
-        text=text,
-        headers={"List-Unsubscribe": "<https://x.example/u?token=" + "t" * 200 + ">"},
+        render=lambda: Content(
+            html=f"<p>{text}</p>",
+            text=text,
+            headers={"List-Unsubscribe": "<https://x.example/u?token=" + "t" * 200 + ">"},
+        ),
         tags=(),
         attachments=(
             Attachment("report.pdf", "application/pdf", b"%PDF-1.4\n" + bytes(range(256)) * 40),
             Attachment("notes.txt", "text/plain", "naïve\r\nnotes\n".encode()),
         ),
     )
-    tree = mime_tree(email, datetime(2026, 11, 21, 12, 0, tzinfo=UTC))
+    tree = mime_tree(email, email.content, datetime(2026, 11, 21, 12, 0, tzinfo=UTC))
 
     assert flatten(tree) == tree.as_bytes(policy=SMTP_POLICY)

@@ -24,7 +24,7 @@ from email.utils import format_datetime, formataddr
 from io import BytesIO
 from typing import Any
 
-from tools.providers.base import OutgoingEmail
+from tools.providers.base import Content, OutgoingEmail
 
 
 class _SMTPPolicy(type(compat32)):  # type: ignore[misc]  # email.policy exports no class name
@@ -114,16 +114,16 @@ def _boundary() -> str:
     return f"=_{uuid.uuid4().hex}"
 
 
-def build_mime(email: OutgoingEmail, date: datetime) -> bytes:
+def build_mime(email: OutgoingEmail, content: Content, date: datetime) -> bytes:
     """The message as it goes on the wire (CRLF line endings). Bcc is never a header."""
-    return flatten(mime_tree(email, date))
+    return flatten(mime_tree(email, content, date))
 
 
-def mime_tree(email: OutgoingEmail, date: datetime) -> MIMEMultipart:
+def mime_tree(email: OutgoingEmail, content: Content, date: datetime) -> MIMEMultipart:
     """The message as `email.mime` objects, before it is written out."""
     body = MIMEMultipart("alternative", boundary=_boundary())
-    body.attach(_text_part(email.text, "plain"))
-    body.attach(_text_part(email.html, "html"))
+    body.attach(_text_part(content.text, "plain"))
+    body.attach(_text_part(content.html, "html"))
     root = body
     if email.attachments:
         root = MIMEMultipart("mixed", boundary=_boundary())
@@ -144,7 +144,7 @@ def mime_tree(email: OutgoingEmail, date: datetime) -> MIMEMultipart:
     root["Subject"] = _text_header(email.subject)
     root["Date"] = format_datetime(date)
     root["Message-ID"] = email.message_id
-    for name, value in email.headers.items():
+    for name, value in content.headers.items():
         # Structured ASCII values (List-Unsubscribe URLs) must stay literal; compat32 folds
         # them at their spaces.
         root[name] = value if value.isascii() else Header(value, _UTF8_QP)

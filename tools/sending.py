@@ -6,8 +6,11 @@ Order of checks, the first failure being the one reported:
  3-7. in one database transaction holding the workspace's lock: the workspace, circuits
     CX01-CX06 and the CX06 content hash; a repeat of an earlier send (returned as it was,
     nothing sent); suppression, the per-recipient throttle, the hourly limit; then the
-    execution row is written (status `sending`) before any provider is called;
- 8-11. render, hand over through the provider chain, record the outcome and the attempts.
+    execution row is written (status `sending`). The transaction commits before the message
+    can be handed over: the provider commits it while its first command is on the way
+    (`tools/reservation.py`);
+ 8-11. hand over through the provider chain (rendering on the way), record the outcome and the
+    attempts.
 
 The repeat check comes before suppression and limits on purpose: a client retrying a request
 must get its first result back, not a throttle error caused by its own first send.
@@ -32,9 +35,10 @@ from tools.attachments import load_attachments
 from tools.circuits import CircuitState, circuit_state, content_hash, generated_asset
 from tools.clock import iso
 from tools.errors import ErrorCode, ToolFailure, echo
-from tools.providers.base import Attachment, OutgoingEmail
+from tools.providers.base import Attachment, Content, OutgoingEmail
 from tools.providers.chain import DeliveryOutcome
 from tools.rendering import render_email
+from tools.reservation import Reservation
 from tools.runtime import Runtime, get_runtime
 from tools.schemas import FinalAsset, SendEmailArgs, parse
 from tools.suppression import active_suppression
@@ -148,7 +152,9 @@ def send_email(
         to, copies, blind, files = _check_inputs(runtime, args)
         scheduled = args.scheduled_for is not None and args.scheduled_for > clock.utcnow()
         try:
-            with runtime.engine.begin() as conn:
+            reservation = Reservation(runtime.engine)
+            try:
+                conn = reservation.connection
                 workspace = _lock_workspace(conn, args.workspace_id)
                 circuits = circuit_state(conn, args.workspace_id, args.circuit_execution_id)
                 asset, digest = _approved_asset(conn, circuits, args.final_asset)
@@ -170,6 +176,11 @@ def send_email(
                     runtime, conn, send, checks, now, status="scheduled" if scheduled else "sending"
                 )
                 breakers = {} if scheduled else _open_breakers(conn, checks)
+                if scheduled:
+                    reservation.commit()
+            except BaseException:
+                reservation.abandon()
+                raise
         except IntegrityError:
             # Only reachable if rows were written around the lock: still one send.
             raise _Duplicate(_existing_id(runtime, args, to)) from None
@@ -184,7 +195,7 @@ def send_email(
     if scheduled:
         log.info("email scheduled", extra=_log_fields(row))
         return _row_result(row, circuits, message=f"Email scheduled for {iso(row.scheduled_for)}")
-    return _deliver(runtime, send, row, breakers)
+    return _deliver(runtime, send, row, breakers, reservation)
 
 
 def _check_inputs(
@@ -384,7 +395,9 @@ def _send_scheduled(runtime: Runtime, email_id: str) -> str:
             attachments=stored.attachments,
         )
         to, copies, blind, files = _check_inputs(runtime, args)
-        with runtime.engine.begin() as conn:
+        reservation = Reservation(runtime.engine)
+        try:
+            conn = reservation.connection
             workspace = _lock_workspace(conn, row.workspace_id)
             circuits = circuit_state(conn, row.workspace_id, row.circuit_execution_id)
             asset, digest = _approved_asset(conn, circuits, asset)
@@ -397,9 +410,13 @@ def _send_scheduled(runtime: Runtime, email_id: str) -> str:
                 send_queries.CLAIM_SCHEDULED,
                 {"b_id": row.id, "status": "sending", "reserved_at": now, "updated_at": now},
             )
-            if claimed.rowcount != 1:
-                return "skipped"  # another worker took it first
             breakers = _open_breakers(conn, checks)
+        except BaseException:
+            reservation.abandon()
+            raise
+        if claimed.rowcount != 1:
+            reservation.abandon()
+            return "skipped"  # another worker took it first
     except ToolFailure as failure:
         if failure.code in (ErrorCode.RATE_LIMIT_EXCEEDED, ErrorCode.RECIPIENT_THROTTLED):
             return "deferred"
@@ -419,7 +436,7 @@ def _send_scheduled(runtime: Runtime, email_id: str) -> str:
             extra={"email_id": email_id, "error_code": failure.code.value},
         )
         return "blocked"
-    result = _deliver(runtime, send, row, breakers)
+    result = _deliver(runtime, send, row, breakers, reservation)
     return "sent" if result["status"] == "sent" else "failed"
 
 
@@ -495,15 +512,27 @@ def _check_policy(
 
 def _outgoing(runtime: Runtime, send: _Send, delivery_round: int) -> OutgoingEmail:
     workspace = send.workspace
-    token = runtime.tokens.make(workspace.id, send.to.key, send.email_id)
-    https_link = f"{runtime.settings.public_base_url}/api/email/unsubscribe?token={token}"
-    mailto = runtime.settings.unsubscribe_mailto or workspace.sender_email
-    content = render_email(
-        send.asset,
-        postal_address=workspace.postal_address,
-        sender_name=workspace.sender_name,
-        unsubscribe_url=https_link,
-    )
+
+    def render() -> Content:
+        token = runtime.tokens.make(workspace.id, send.to.key, send.email_id)
+        https_link = f"{runtime.settings.public_base_url}/api/email/unsubscribe?token={token}"
+        mailto = runtime.settings.unsubscribe_mailto or workspace.sender_email
+        content = render_email(
+            send.asset,
+            postal_address=workspace.postal_address,
+            sender_name=workspace.sender_name,
+            unsubscribe_url=https_link,
+        )
+        unsubscribe = f"<{https_link}>, <mailto:{mailto}?subject=unsubscribe-{token}>"
+        return Content(
+            html=content.html,
+            text=content.text,
+            headers={
+                "List-Unsubscribe": unsubscribe,
+                "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+            },
+        )
+
     return OutgoingEmail(
         email_id=send.email_id,
         workspace_id=workspace.id,
@@ -517,35 +546,42 @@ def _outgoing(runtime: Runtime, send: _Send, delivery_round: int) -> OutgoingEma
         cc=tuple(a.wire for a in send.cc),
         bcc=tuple(a.wire for a in send.bcc),
         subject=send.asset.subject,
-        html=content.html,
-        text=content.text,
-        headers={
-            "List-Unsubscribe": f"<{https_link}>, <mailto:{mailto}?subject=unsubscribe-{token}>",
-            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
-        },
+        render=render,
         tags=tuple(send.asset.tags),
         attachments=send.attachments,
     )
 
 
 def _deliver(
-    runtime: Runtime, send: _Send, row: _Execution, breakers: dict[str, datetime]
+    runtime: Runtime,
+    send: _Send,
+    row: _Execution,
+    breakers: dict[str, datetime],
+    reservation: Reservation,
 ) -> dict[str, Any]:
-    """Render, hand over, record. The row already says `sending`, so a crash leaves a trace."""
+    """Hand over (rendering on the way), record. The provider commits `reservation` before
+    the hand-over, so the row says `sending` before the message can leave: a crash leaves a
+    trace."""
     skip = self_correction.cooling_down(breakers, clock.utcnow())
     try:
         outcome = runtime.delivery.deliver(
             _outgoing(runtime, send, row.reschedule_count),
             skip=skip,
             first_attempt_number=row.attempt_number + 1,
+            before_handover=reservation.commit,
         )
+        reservation.commit()  # no provider did (every one was skipped)
     except Exception as error:
+        if not reservation.committed:
+            raise  # nothing left before the commit, and nothing is written (see `finally`)
         # Whether the message was handed over is unknown: CX08 escalates, never resends.
         crashed = DeliveryOutcome(
             sent=False, ambiguous=True, last_error=f"internal error: {type(error).__name__}"
         )
         _record(runtime, send, row, crashed, breakers, error_code=ErrorCode.INTERNAL_ERROR)
         raise
+    finally:
+        reservation.abandon()  # rolls back only a reservation that was never committed
     decision = _record(runtime, send, row, outcome, breakers)
     if outcome.sent:
         log.info("email sent", extra=_log_fields(row))

@@ -1,14 +1,20 @@
 """The provider interface: one normalised message in, a provider message id out, typed errors.
 
-The pipeline builds one `OutgoingEmail` (recipients checked, headers made, content rendered);
-each provider only translates it into its wire format and classifies what went wrong as
-retryable (try again, maybe elsewhere) or permanent (this provider will not take it).
+The pipeline builds one `OutgoingEmail` (recipients checked, headers made, content ready to
+render); each provider only translates it into its wire format and classifies what went wrong
+as retryable (try again, maybe elsewhere) or permanent (this provider will not take it).
+
+Two things are left for the provider to do as late as it can, so that they overlap a network
+round trip that delivers nothing instead of adding to the send's time: rendering the content
+(`OutgoingEmail.content`) and making the send's reservation durable (`before_handover`).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 
 
 @dataclass(frozen=True)
@@ -19,8 +25,17 @@ class Attachment:
 
 
 @dataclass(frozen=True)
+class Content:
+    """What rendering makes: both bodies, and the headers that carry the unsubscribe token."""
+
+    html: str = field(repr=False)
+    text: str = field(repr=False)
+    headers: dict[str, str]  # List-Unsubscribe, List-Unsubscribe-Post
+
+
+@dataclass(frozen=True)
 class OutgoingEmail:
-    """A rendered email, ready for any provider. Every header value here is CR/LF-free."""
+    """An email ready for any provider. Every header value here is CR/LF-free."""
 
     email_id: str
     workspace_id: str
@@ -32,15 +47,22 @@ class OutgoingEmail:
     cc: tuple[str, ...]
     bcc: tuple[str, ...]
     subject: str
-    html: str = field(repr=False)
-    text: str = field(repr=False)
-    headers: dict[str, str]  # extra headers: List-Unsubscribe, List-Unsubscribe-Post
+    render: Callable[[], Content] = field(repr=False)  # called once, by `content`
     tags: tuple[str, ...] = ()
     attachments: tuple[Attachment, ...] = ()
+
+    @cached_property
+    def content(self) -> Content:
+        """The rendered content, made on first use (a provider reads it only when it needs it)."""
+        return self.render()
 
     @property
     def envelope_recipients(self) -> list[str]:
         return [self.to, *self.cc, *self.bcc]
+
+
+def no_reservation() -> None:
+    """The `before_handover` of a send that has nothing to make durable first."""
 
 
 @dataclass(frozen=True)
@@ -110,8 +132,15 @@ class Provider(ABC):
     idempotent: bool = False
 
     @abstractmethod
-    def send(self, email: OutgoingEmail) -> Accepted:
-        """Hand `email` over, or raise `ProviderError` saying why not."""
+    def send(
+        self, email: OutgoingEmail, before_handover: Callable[[], None] = no_reservation
+    ) -> Accepted:
+        """Hand `email` over, or raise `ProviderError` saying why not.
+
+        `before_handover` makes the send's reservation durable. Call it before anything that
+        could deliver the message, and before any wait that could be long (connecting); it is
+        cheap to call again. What it raises is not a provider error: let it through.
+        """
 
     def close(self) -> None:  # noqa: B027 - most providers hold nothing to release
         """Release connections. Called once when the runtime shuts down."""

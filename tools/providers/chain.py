@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
-from tools.providers.base import OutgoingEmail, Provider, ProviderError
+from tools.providers.base import OutgoingEmail, Provider, ProviderError, no_reservation
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +80,13 @@ class DeliveryChain:
         *,
         skip: Collection[str] = (),
         first_attempt_number: int = 1,
+        before_handover: Callable[[], None] = no_reservation,
     ) -> DeliveryOutcome:
-        """Try each provider not in `skip`; attempt numbers continue from `first_attempt_number`."""
+        """Try each provider not in `skip`; attempt numbers continue from `first_attempt_number`.
+
+        `before_handover` is passed to every provider (see `Provider.send`), and called after
+        a failed attempt, so that no reservation waits through a backoff or the next provider.
+        """
         outcome = DeliveryOutcome(sent=False)
         number = first_attempt_number
         for provider in self.providers:
@@ -91,7 +96,7 @@ class DeliveryChain:
             for retry in range(self._max_retries + 1):
                 started = time.perf_counter()
                 try:
-                    accepted = provider.send(email)
+                    accepted = provider.send(email, before_handover)
                 except ProviderError as error:
                     outcome.attempts.append(
                         AttemptRecord(
@@ -104,6 +109,7 @@ class DeliveryChain:
                             provider_fault=error.provider_fault,
                         )
                     )
+                    before_handover()
                     number += 1
                     outcome.last_error = f"{provider.name}: {error}"
                     outcome.retry_count = retry

@@ -14,6 +14,7 @@ from __future__ import annotations
 import email.utils
 import time
 from abc import abstractmethod
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -26,6 +27,7 @@ from tools.providers.base import (
     Provider,
     ProviderError,
     RetryableProviderError,
+    no_reservation,
 )
 
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
@@ -60,7 +62,11 @@ class HTTPAPIProvider(Provider):
     def message_id(self, response: httpx.Response) -> str | None:
         """The provider's id for the accepted message."""
 
-    def send(self, email: OutgoingEmail) -> Accepted:
+    def send(
+        self, email: OutgoingEmail, before_handover: Callable[[], None] = no_reservation
+    ) -> Accepted:
+        # One request both connects and hands over: nothing for the reservation to overlap.
+        before_handover()
         path, body, headers = self.request(email)
         try:
             response = self._client.post(path, json=body, headers=headers)

@@ -33,6 +33,7 @@ class ResendProvider(HTTPAPIProvider):
     idempotent = True
 
     def request(self, email: OutgoingEmail) -> tuple[str, dict[str, Any], dict[str, str]]:
+        content = email.content
         sender = (
             formataddr((email.sender_name, email.sender_email))
             if email.sender_name
@@ -49,9 +50,9 @@ class ResendProvider(HTTPAPIProvider):
             "from": sender,
             "to": [email.to],
             "subject": email.subject,
-            "html": email.html,
-            "text": email.text,
-            "headers": dict(email.headers),
+            "html": content.html,
+            "text": content.text,
+            "headers": dict(content.headers),
             "tags": tags,
         }
         if email.cc:

@@ -23,6 +23,7 @@ class SendGridProvider(HTTPAPIProvider):
     name = "sendgrid"
 
     def request(self, email: OutgoingEmail) -> tuple[str, dict[str, Any], dict[str, str]]:
+        content = email.content
         personalization: dict[str, Any] = {"to": [{"email": email.to}]}
         if email.cc:
             personalization["cc"] = [{"email": a} for a in email.cc]
@@ -37,10 +38,10 @@ class SendGridProvider(HTTPAPIProvider):
             "subject": email.subject,
             # SendGrid requires text/plain before text/html.
             "content": [
-                {"type": "text/plain", "value": email.text},
-                {"type": "text/html", "value": email.html},
+                {"type": "text/plain", "value": content.text},
+                {"type": "text/html", "value": content.html},
             ],
-            "headers": dict(email.headers),
+            "headers": dict(content.headers),
             "custom_args": {"email_id": email.email_id, "workspace_id": email.workspace_id},
         }
         if email.tags:

@@ -19,6 +19,7 @@ import smtplib
 import ssl
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from flask_mail import Connection, Mail
@@ -33,6 +34,7 @@ from tools.providers.base import (
     Provider,
     ProviderError,
     RetryableProviderError,
+    no_reservation,
 )
 
 log = logging.getLogger(__name__)
@@ -58,6 +60,31 @@ class _VerifiedTimeoutConnection(Connection):
         if mail.username and mail.password:
             host.login(mail.username, mail.password)
         return host
+
+
+def _command(host: smtplib.SMTP, verb: str, argument: str = "") -> None:
+    try:
+        host.putcmd(verb, argument)
+    except Exception as error:
+        raise classify_smtp_error(error) from error
+
+
+def _reply(host: smtplib.SMTP) -> tuple[int, bytes]:
+    try:
+        return host.getreply()
+    except Exception as error:
+        raise classify_smtp_error(error) from error
+
+
+def _data_payload(message: bytes) -> bytes:
+    """`message` (CRLF line endings) as it follows DATA: every line that starts with "." gets
+    another (RFC 5321 4.5.2), so no line ends the data early; then the "." line."""
+    stuffed = message.replace(b"\r\n.", b"\r\n..")
+    if stuffed.startswith(b"."):
+        stuffed = b"." + stuffed
+    if not stuffed.endswith(b"\r\n"):
+        stuffed += b"\r\n"
+    return stuffed + b".\r\n"
 
 
 def classify_smtp_error(error: Exception) -> ProviderError:
@@ -131,59 +158,74 @@ class SMTPProvider(Provider):
         self._idle: list[tuple[_VerifiedTimeoutConnection, float]] = []  # (connection, last use)
         self._lock = threading.Lock()
 
-    def send(self, email: OutgoingEmail) -> Accepted:
+    def send(
+        self, email: OutgoingEmail, before_handover: Callable[[], None] = no_reservation
+    ) -> Accepted:
+        connection = self._pooled()
+        if connection is None:
+            # Connecting may take up to the timeout: not while the reservation holds its lock.
+            before_handover()
+            try:
+                connection = self._connect()
+            except Exception as error:
+                raise classify_smtp_error(error) from error
         try:
-            connection = self._acquire()
-        except Exception as error:
-            raise classify_smtp_error(error) from error
-        try:
-            self._transfer(connection, email)
+            self._transfer(connection, email, before_handover)
         except BaseException:  # an interrupt too: never pool a connection mid-transaction
             self._close(connection)
             raise
         self._release(connection)
         return Accepted(email.message_id.strip("<>"), 250)
 
-    def _transfer(self, connection: _VerifiedTimeoutConnection, email: OutgoingEmail) -> None:
-        """smtplib's sendmail in its phases, to tell a refusal from a lost answer after DATA.
+    def _transfer(
+        self,
+        connection: _VerifiedTimeoutConnection,
+        email: OutgoingEmail,
+        before_handover: Callable[[], None],
+    ) -> None:
+        """smtplib's sendmail in its phases, with the send's local work in the server's time.
 
-        The message is built while the server answers MAIL FROM (its reply waits in the socket
-        meanwhile), so the build overlaps that round trip instead of adding to it. The next
+        MAIL FROM, the first RCPT TO and DATA deliver nothing, and each costs a round trip. The
+        client reads each reply only after one piece of work, which so overlaps the server's
+        turn instead of adding to it: the reservation is made durable (a disk wait) during
+        MAIL FROM, the content rendered during RCPT TO, the message built during DATA. The next
         command still goes only after the reply, as RFC 5321 asks of a client without
-        PIPELINING. A build that fails leaves a half-open transaction; `send` then closes the
-        connection.
+        PIPELINING. Work that fails leaves a half-open transaction; `send` then closes the
+        connection. Only once the message itself has gone is a lost answer ambiguous.
         """
         host = connection.host
         assert host is not None
+        # Every address is email-validator's ASCII form (no quoted local part, no CR/LF), so it
+        # goes in angle brackets as it is; smtplib's quoteaddr would only parse it again.
+        _command(host, "mail", f"FROM:<{email.sender_email}>")
+        before_handover()
+        code, reply = _reply(host)
+        if code != 250:
+            raise classify_smtp_error(smtplib.SMTPSenderRefused(code, reply, email.sender_email))
+        refused = {}
+        for recipient in dict.fromkeys(email.envelope_recipients):
+            _command(host, "rcpt", f"TO:<{recipient}>")
+            content = email.content  # rendered during the first reply, then cached
+            code, reply = _reply(host)
+            if code not in (250, 251):
+                refused[recipient] = (code, reply)
+        if email.to in refused:
+            # Without its main recipient the email is not sent to its copies either.
+            _command(host, "rset")
+            _reply(host)
+            raise classify_smtp_error(smtplib.SMTPRecipientsRefused({email.to: refused[email.to]}))
+        _command(host, "data")
+        payload = _data_payload(build_mime(email, content, clock.utcnow()))
+        code, reply = _reply(host)
+        if code != 354:
+            raise classify_smtp_error(smtplib.SMTPDataError(code, reply))
         try:
-            host.ehlo_or_helo_if_needed()
-            host.putcmd("mail", f"FROM:{smtplib.quoteaddr(email.sender_email)}")
-        except Exception as error:
-            raise classify_smtp_error(error) from error
-        raw = build_mime(email, clock.utcnow())
-        try:
+            host.send(payload)
             code, reply = host.getreply()
-            if code != 250:
-                raise smtplib.SMTPSenderRefused(code, reply, email.sender_email)
-            refused = {}
-            for recipient in dict.fromkeys(email.envelope_recipients):
-                code, reply = host.rcpt(recipient)
-                if code not in (250, 251):
-                    refused[recipient] = (code, reply)
-            if email.to in refused:
-                # Without its main recipient the email is not sent to its copies either.
-                host.rset()
-                raise smtplib.SMTPRecipientsRefused({email.to: refused[email.to]})
-        except Exception as error:
-            raise classify_smtp_error(error) from error
-        try:
-            code, reply = host.data(raw)
-        except smtplib.SMTPResponseException as error:
-            raise classify_smtp_error(error) from error
         except Exception as error:
             raise AmbiguousDeliveryError(
-                f"SMTP connection lost during DATA ({type(error).__name__}); the message may "
-                "have been delivered, so it is not sent again"
+                f"SMTP connection lost after the message was sent ({type(error).__name__}); it "
+                "may have been delivered, so it is not sent again"
             ) from error
         if code != 250:
             raise classify_smtp_error(smtplib.SMTPDataError(code, reply))
@@ -193,7 +235,8 @@ class SMTPProvider(Provider):
                 extra={"email_id": email.email_id, "refused": sorted(refused)},
             )
 
-    def _acquire(self) -> _VerifiedTimeoutConnection:
+    def _pooled(self) -> _VerifiedTimeoutConnection | None:
+        """An idle connection recent enough to trust, or None."""
         stale = []
         connection = None
         now = time.monotonic()
@@ -207,11 +250,12 @@ class SMTPProvider(Provider):
                 stale.append(candidate)
         for old in stale:
             self._close(old)
-        if connection is None:
-            connection = _VerifiedTimeoutConnection(
-                self._mail_state, self._timeout, self._tls_context
-            )
-            connection.host = connection.configure_host()
+        return connection
+
+    def _connect(self) -> _VerifiedTimeoutConnection:
+        connection = _VerifiedTimeoutConnection(self._mail_state, self._timeout, self._tls_context)
+        connection.host = connection.configure_host()
+        connection.host.ehlo_or_helo_if_needed()
         return connection
 
     def _release(self, connection: _VerifiedTimeoutConnection) -> None:
