@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import shutil
+import sqlite3
 import uuid
 from collections.abc import Iterator
 from email import message_from_bytes, policy
@@ -18,7 +20,7 @@ from sqlalchemy.engine import make_url
 
 import tools
 from api import create_app
-from persistence import DeliveryAttempt, make_engine, upgrade_to_head
+from persistence import DeliveryAttempt, make_engine, sqlite_database_path, upgrade_to_head
 from settings import Settings, load_settings
 from tests.api_client import API, InProcessClient, LiveServerClient
 from tests.fake_providers import FakeResend, FakeSendGrid
@@ -168,6 +170,18 @@ def send(workspace: dict[str, Any], recipient: str = "bob@example.com", **kw: An
         asset,
         **kw,
     )
+
+
+def committed_statuses(runtime: Any) -> list[str]:
+    """The execution statuses another process would read now, oldest first.
+
+    A plain SQLite reader: in WAL mode it never waits for a writer, so it sees only what is
+    committed (the project's own sessions begin IMMEDIATE, and would wait for the lock).
+    """
+    path = sqlite_database_path(runtime.settings.database_url)
+    with contextlib.closing(sqlite3.connect(path, timeout=1)) as reader:
+        rows = reader.execute("SELECT status FROM email_agent_executions ORDER BY created_at")
+        return [status for (status,) in rows]
 
 
 def attempt_rows(email_id: str) -> list[DeliveryAttempt]:

@@ -36,6 +36,7 @@ class RecordingHandler:
         # Scripted answers to the next RCPT commands; HANG_UP accepts, then closes the connection.
         self.rcpt_replies: deque[str] = deque()
         self.on_ehlo: Callable[[], None] | None = None  # runs while a greeting is answered
+        self.on_quit: Callable[[], None] | None = None  # runs while QUIT is answered
         self.data_delay = 0.0  # seconds to wait, after storing a message, before answering
         self.on_data: Callable[[], None] | None = None  # runs while DATA is being answered
         self.sessions = 0
@@ -51,6 +52,11 @@ class RecordingHandler:
             self.on_ehlo()
         session.host_name = hostname
         return responses
+
+    async def handle_QUIT(self, server: Any, session: Any, envelope: Any) -> str:
+        if self.on_quit is not None:
+            self.on_quit()
+        return "221 Bye"
 
     async def handle_MAIL(
         self, server: Any, session: Any, envelope: Any, address: str, options: list[str]

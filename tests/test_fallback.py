@@ -231,7 +231,43 @@ def test_a_failed_attempt_commits_the_reservation_before_the_backoff():
         initial_delay=2.0,
         sleep=lambda seconds: events.append(f"wait {seconds}"),
     )
-    email = OutgoingEmail(
+    email = _email(lambda: Content(html="<p>Hi</p>", text="Hi", headers={}))
+    outcome = chain.deliver(email, before_handover=lambda: events.append("commit"))
+
+    assert outcome.sent
+    assert events == ["commit", "wait 2.0", "commit", "handed over"]
+
+
+def test_every_attempt_of_a_round_sends_the_content_rendered_once():
+    # A provider refuses one idempotency key with a different body: a retry must not re-render
+    # (a new unsubscribe token would change it).
+    renders: list[int] = []
+    sent_bodies: list[str] = []
+
+    def render() -> Content:
+        renders.append(len(renders) + 1)
+        return Content(html=f"<p>render {len(renders)}</p>", text="Hi", headers={})
+
+    class FailsOnce(Provider):
+        name = "once"
+
+        def send(
+            self, email: OutgoingEmail, before_handover: Callable[[], None] = no_reservation
+        ) -> Accepted:
+            before_handover()
+            sent_bodies.append(email.content.html)
+            if len(sent_bodies) == 1:
+                raise RetryableProviderError("busy")
+            return Accepted("id-1", 250)
+
+    chain = DeliveryChain([FailsOnce()], max_retries=1, initial_delay=0.0, sleep=lambda _: None)
+    assert chain.deliver(_email(render)).sent
+    assert sent_bodies == ["<p>render 1</p>", "<p>render 1</p>"]
+    assert renders == [1]
+
+
+def _email(render: Callable[[], Content]) -> OutgoingEmail:
+    return OutgoingEmail(
         email_id="e1",
         workspace_id="w1",
         idempotency_key="e1.0",
@@ -242,9 +278,5 @@ def test_a_failed_attempt_commits_the_reservation_before_the_backoff():
         cc=(),
         bcc=(),
         subject="Hello",
-        render=lambda: Content(html="<p>Hi</p>", text="Hi", headers={}),
+        render=render,
     )
-    outcome = chain.deliver(email, before_handover=lambda: events.append("commit"))
-
-    assert outcome.sent
-    assert events == ["commit", "wait 2.0", "commit", "handed over"]

@@ -6,8 +6,10 @@ threads of one process and separate processes on one PostgreSQL database see one
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -15,11 +17,13 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 from unittest import mock
 
 import tools
+from persistence import sqlite_database_path
 from tests.conftest import ASSET, approve, make_settings, send
-from tools import clock
+from tools import clock, sending
 
 REPO = Path(__file__).resolve().parent.parent
 CLIENT = "550e8400-e29b-41d4-a716-446655440000"
@@ -218,6 +222,36 @@ def test_scheduled_send_waits_then_goes_through_the_checks_again(workspace, smtp
     assert tools.get_email_status(results[1]["email_id"])["status"] == "blocked"
     assert tools.get_email_status(results[0]["email_id"])["status"] == "sent"
     assert tools.send_due_emails()["due"] == 0  # nothing is sent twice
+
+
+def test_a_due_email_another_worker_claimed_first_is_skipped_and_holds_no_lock(
+    workspace, smtp_sink, runtime
+):
+    scheduled = send(workspace, scheduled_for=(clock.utcnow() + timedelta(hours=1)).isoformat())
+    path = sqlite_database_path(runtime.settings.database_url)
+    read_row = sending._load
+
+    def read_then_lose_the_race(runtime: Any, email_id: str) -> Any:
+        # Another worker claims the email between this worker's read and its claim (a race
+        # no single process can time, hence the patch around the real read).
+        row = read_row(runtime, email_id)
+        with contextlib.closing(sqlite3.connect(path)) as other_worker:
+            other_worker.execute(
+                "UPDATE email_agent_executions SET status = 'sending' WHERE id = ?", (email_id,)
+            )
+            other_worker.commit()
+        return row
+
+    with (
+        mock.patch("tools.clock.utcnow", return_value=clock.utcnow() + timedelta(hours=2)),
+        mock.patch("tools.sending._load", side_effect=read_then_lose_the_race),
+    ):
+        counts = tools.send_due_emails()
+
+    assert counts["skipped"] == 1 and counts["sent"] == 0
+    assert runtime.engine.pool.checkedout() == 0  # the lost claim's transaction is gone
+    assert smtp_sink.messages == []
+    assert tools.get_email_status(scheduled["email_id"])["status"] == "sending"
 
 
 def test_scheduled_send_in_the_past_is_sent_now(workspace, smtp_sink):

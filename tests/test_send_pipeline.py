@@ -14,7 +14,7 @@ from sqlalchemy.exc import OperationalError
 
 import tools
 from persistence import DeliveryAttempt, EmailExecution, EmailMetrics
-from tests.conftest import ASSET, approve, body_of, parse_message, send
+from tests.conftest import ASSET, approve, body_of, committed_statuses, parse_message, send
 
 CLIENT = "550e8400-e29b-41d4-a716-446655440000"
 
@@ -271,12 +271,7 @@ def test_the_row_says_sending_while_the_provider_has_the_message(workspace, smtp
 def test_the_reservation_is_committed_before_a_connection_is_opened(workspace, smtp_sink, runtime):
     # Connecting may take up to the timeout: the reservation must not hold its lock meanwhile.
     seen: list[list[str]] = []
-
-    def statuses_at_greeting() -> None:
-        with runtime.sessions() as session:
-            seen.append(list(session.scalars(select(EmailExecution.status))))
-
-    smtp_sink.recorder.on_ehlo = statuses_at_greeting
+    smtp_sink.recorder.on_ehlo = lambda: seen.append(committed_statuses(runtime))
     result = send(workspace)
 
     assert seen == [["sending"]]  # the first send: no pooled connection yet

@@ -11,7 +11,7 @@ import pytest
 
 import tools
 from persistence import EmailExecution
-from tests.conftest import attempt_rows, make_settings, send
+from tests.conftest import attempt_rows, committed_statuses, make_settings, send
 from tests.smtp_sink import DROP, HANG_UP
 from tools.providers.smtp import _data_payload
 
@@ -154,6 +154,22 @@ def test_idle_connection_is_replaced_before_sending(workspace, smtp_sink, runtim
     provider._idle[0] = (connection, last_used - 3600)  # as if idle for an hour
     assert send(workspace, "b@example.com")["status"] == "sent"
     assert smtp_sink.recorder.sessions == 2
+
+
+def test_a_stale_connection_says_quit_only_after_the_reservation_is_committed(
+    workspace, smtp_sink, runtime
+):
+    # A server that dropped the session may never answer QUIT: that wait (up to the timeout)
+    # must not hold the reservation's lock.
+    assert send(workspace, "a@example.com")["status"] == "sent"
+    provider = runtime.delivery.providers[0]
+    connection, last_used = provider._idle[0]
+    provider._idle[0] = (connection, last_used - 3600)  # as if idle for an hour
+    seen: list[list[str]] = []
+    smtp_sink.recorder.on_quit = lambda: seen.append(committed_statuses(runtime))
+
+    assert send(workspace, "b@example.com")["status"] == "sent"
+    assert seen == [["sent", "sending"]]
 
 
 def test_connections_are_shared_by_threads_and_not_left_open_per_thread(

@@ -562,11 +562,10 @@ def _deliver(
     """Hand over (rendering on the way), record. The provider commits `reservation` before
     the hand-over, so the row says `sending` before the message can leave: a crash leaves a
     trace."""
-    skip = self_correction.cooling_down(breakers, clock.utcnow())
     try:
         outcome = runtime.delivery.deliver(
             _outgoing(runtime, send, row.reschedule_count),
-            skip=skip,
+            skip=self_correction.cooling_down(breakers, clock.utcnow()),
             first_attempt_number=row.attempt_number + 1,
             before_handover=reservation.commit,
         )

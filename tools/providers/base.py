@@ -14,7 +14,6 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cached_property
 
 
 @dataclass(frozen=True)
@@ -51,10 +50,19 @@ class OutgoingEmail:
     tags: tuple[str, ...] = ()
     attachments: tuple[Attachment, ...] = ()
 
-    @cached_property
+    @property
     def content(self) -> Content:
-        """The rendered content, made on first use (a provider reads it only when it needs it)."""
-        return self.render()
+        """The rendered content, made on first use (a provider reads it only when it needs it).
+
+        Rendered once: every attempt of a delivery round sends the same bytes, as a provider's
+        idempotency key requires. (Not `functools.cached_property`: on Python 3.11 its lock is
+        shared by every instance, so concurrent sends would render in turn.)
+        """
+        content = self.__dict__.get("_content")
+        if content is None:
+            content = self.render()
+            object.__setattr__(self, "_content", content)  # a memo, not a field: still frozen
+        return content
 
     @property
     def envelope_recipients(self) -> list[str]:
