@@ -25,6 +25,7 @@ from settings import Settings, load_settings
 from tests.api_client import API, InProcessClient, LiveServerClient
 from tests.fake_providers import FakeResend, FakeSendGrid
 from tests.smtp_sink import RecordingHandler, SMTPSink
+from tools.providers.base import Content, OutgoingEmail
 
 CIRCUITS = ("CX01", "CX02", "CX03", "CX04", "CX05")
 ASSET: dict[str, Any] = {
@@ -170,6 +171,28 @@ def send(workspace: dict[str, Any], recipient: str = "bob@example.com", **kw: An
         asset,
         **kw,
     )
+
+
+def outgoing_email(**fields: Any) -> OutgoingEmail:
+    """An email as the pipeline hands it to providers; `fields` replace the defaults."""
+    defaults: dict[str, Any] = {
+        "email_id": "6f1c2a9e-1b2c-4d5e-8f90-123456789abc",
+        "workspace_id": "0d9f8e7c-6b5a-4c3d-2e1f-0a9b8c7d6e5f",
+        "idempotency_key": "6f1c2a9e-1b2c-4d5e-8f90-123456789abc.0",
+        "message_id": "<6f1c2a9e@acme.example>",
+        "sender_email": "news@acme.example",
+        "sender_name": None,
+        "to": "bob@example.com",
+        "cc": (),
+        "bcc": (),
+        "subject": "Hello",
+        "render": lambda: Content(
+            html="<p>Hi</p>",
+            text="Hi",
+            headers={"List-Unsubscribe-Post": "List-Unsubscribe=One-Click"},
+        ),
+    }
+    return OutgoingEmail(**{**defaults, **fields})
 
 
 def committed_statuses(runtime: Any) -> list[str]:

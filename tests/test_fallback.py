@@ -9,7 +9,7 @@ import pytest
 
 import tools
 from persistence import EmailExecution
-from tests.conftest import api_settings, attempt_rows, make_settings, send
+from tests.conftest import api_settings, attempt_rows, make_settings, outgoing_email, send
 from tests.fake_http import Drop, Slow
 from tests.fake_providers import resend_reply, sendgrid_reply
 from tools.providers.base import (
@@ -231,8 +231,7 @@ def test_a_failed_attempt_commits_the_reservation_before_the_backoff():
         initial_delay=2.0,
         sleep=lambda seconds: events.append(f"wait {seconds}"),
     )
-    email = _email(lambda: Content(html="<p>Hi</p>", text="Hi", headers={}))
-    outcome = chain.deliver(email, before_handover=lambda: events.append("commit"))
+    outcome = chain.deliver(outgoing_email(), before_handover=lambda: events.append("commit"))
 
     assert outcome.sent
     assert events == ["commit", "wait 2.0", "commit", "handed over"]
@@ -261,22 +260,6 @@ def test_every_attempt_of_a_round_sends_the_content_rendered_once():
             return Accepted("id-1", 250)
 
     chain = DeliveryChain([FailsOnce()], max_retries=1, initial_delay=0.0, sleep=lambda _: None)
-    assert chain.deliver(_email(render)).sent
+    assert chain.deliver(outgoing_email(render=render)).sent
     assert sent_bodies == ["<p>render 1</p>", "<p>render 1</p>"]
     assert renders == [1]
-
-
-def _email(render: Callable[[], Content]) -> OutgoingEmail:
-    return OutgoingEmail(
-        email_id="e1",
-        workspace_id="w1",
-        idempotency_key="e1.0",
-        message_id="<e1@acme.example>",
-        sender_email="news@acme.example",
-        sender_name=None,
-        to="bob@example.com",
-        cc=(),
-        bcc=(),
-        subject="Hello",
-        render=render,
-    )

@@ -11,13 +11,11 @@ from typing import Any
 import pytest
 
 import tools
-from tests.conftest import ASSET, api_settings, attempt_rows, make_settings, send
+from tests.conftest import ASSET, api_settings, attempt_rows, make_settings, outgoing_email, send
 from tests.fake_http import Drop, Reply, Slow
 from tests.fake_providers import FakeResend, FakeSendGrid, resend_body, sendgrid_body
 from tools.providers.base import (
     AmbiguousDeliveryError,
-    Content,
-    OutgoingEmail,
     PermanentProviderError,
     ProviderError,
     RetryableProviderError,
@@ -148,23 +146,7 @@ def test_a_tag_no_provider_accepts_is_refused_before_anything_is_sent(
 
 # Failure classes, provider by provider --------------------------------------------------
 
-EMAIL = OutgoingEmail(
-    email_id="6f1c2a9e-1b2c-4d5e-8f90-123456789abc",
-    workspace_id="0d9f8e7c-6b5a-4c3d-2e1f-0a9b8c7d6e5f",
-    idempotency_key="6f1c2a9e-1b2c-4d5e-8f90-123456789abc.0",
-    message_id="<6f1c2a9e@acme.example>",
-    sender_email="news@acme.example",
-    sender_name=None,
-    to="bob@example.com",
-    cc=(),
-    bcc=(),
-    subject="Hello",
-    render=lambda: Content(
-        html="<p>Hi</p>",
-        text="Hi",
-        headers={"List-Unsubscribe-Post": "List-Unsubscribe=One-Click"},
-    ),
-)
+EMAIL = outgoing_email()
 
 SG_ERROR = sendgrid_body("bad")
 RS_RATE = resend_body(429, "rate_limit_exceeded", "Too many requests")
