@@ -273,11 +273,32 @@ def run_serve(args: argparse.Namespace) -> int:
 
     server = make_server(create_app(), args.host, args.port, threads=args.threads)
     print(f"Serving the API on http://{args.host}:{server.effective_port} (docs at /docs/)")
-    try:
-        server.run()
-    finally:
-        server.close()
+    with _interrupt_on_sigterm():
+        try:
+            server.run()
+        finally:
+            server.close()
     return 0
+
+
+@contextlib.contextmanager
+def _interrupt_on_sigterm() -> Iterator[None]:
+    """SIGTERM (a process manager's stop) stops the server as Ctrl-C does.
+
+    On KeyboardInterrupt waitress stops taking requests and gives the ones in hand up to 5 s to
+    finish, so a send under way is delivered and recorded rather than cut off mid-delivery
+    (where it would stay `sending` until the stalled-send sweep escalates it as unconfirmed).
+    Their responses are not written: a client that asks again gets the first result back.
+    """
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def build_parser() -> argparse.ArgumentParser:

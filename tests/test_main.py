@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import signal
 import subprocess
 import sys
+import threading
+import time
 from email import message_from_bytes, policy
 from pathlib import Path
 
 import httpx
+
+import tools
+from tests.conftest import approve
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -199,3 +205,70 @@ def test_serve_runs_the_api_on_waitress_and_rotate_key_replaces_the_key(tmp_path
             server.wait()
             raise
     assert _run(["rotate-key", "not-a-workspace"], tmp_path).returncode == 1
+
+
+def test_a_stopped_server_finishes_the_send_in_hand(settings, workspace, smtp_sink):
+    asset = {"subject": "Plain hello", "html_body": "<p>Hello there</p>"}
+    execution_id = approve(workspace["workspace_id"], asset=asset)
+    smtp_sink.recorder.data_delay = 2.0  # the message waits for its answer
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SMTP_", "EMAIL_"))}
+    env.update(
+        EMAIL_LOG_DATABASE_URL=settings.database_url,
+        SMTP_SERVER="127.0.0.1",
+        SMTP_PORT=str(smtp_sink.port),
+        SMTP_USE_TLS="false",
+        EMAIL_SIGNING_SECRET="s",
+        EMAIL_PUBLIC_BASE_URL="https://mail.example.test",
+    )
+    server = subprocess.Popen(
+        [sys.executable, str(REPO / "main.py"), "serve", "--port", "0"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    request = threading.Thread(
+        target=_post_ignoring_a_lost_answer,
+        args=(server, workspace["api_key"], execution_id),
+        daemon=True,
+    )
+    try:
+        request.start()
+        deadline = time.monotonic() + 60
+        while not smtp_sink.messages:
+            assert server.poll() is None, server.stderr.read() if server.stderr else ""
+            assert time.monotonic() < deadline, "the message never reached the server"
+            time.sleep(0.02)
+        server.send_signal(signal.SIGTERM)  # as a process manager stops it
+        assert server.wait(timeout=30) == 0
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+
+    [execution] = tools.get_send_history(workspace["workspace_id"])["executions"]
+    assert execution["status"] == "sent"  # recorded, not left `sending`
+    assert len(smtp_sink.messages) == 1
+
+
+def _post_ignoring_a_lost_answer(
+    server: subprocess.Popen[str], key: str, execution_id: str
+) -> None:
+    assert server.stdout is not None
+    port = re.search(r"http://127\.0\.0\.1:(\d+)", server.stdout.readline())
+    assert port is not None
+    body = {
+        "to": "carol@example.com",
+        "subject": "Plain hello",
+        "body": "<p>Hello there</p>",
+        "circuit_execution_id": execution_id,
+        "client_id": "550e8400-e29b-41d4-a716-446655440000",
+    }
+    # The server stops before it answers; what counts is what it recorded.
+    with contextlib.suppress(httpx.HTTPError):
+        httpx.post(
+            f"http://127.0.0.1:{port.group(1)}/api/email/send",
+            json=body,
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=30,
+        )
