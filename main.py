@@ -286,9 +286,9 @@ def _interrupt_on_sigterm() -> Iterator[None]:
     """SIGTERM (a process manager's stop) stops the server as Ctrl-C does.
 
     On KeyboardInterrupt waitress stops taking requests and gives the ones in hand up to 5 s to
-    finish, so a send under way is delivered and recorded rather than cut off mid-delivery
-    (where it would stay `sending` until the stalled-send sweep escalates it as unconfirmed).
-    Their responses are not written: a client that asks again gets the first result back.
+    finish, so a send under way is delivered, recorded and answered rather than cut off
+    mid-delivery (where it would stay `sending` until the stalled-send sweep escalates it as
+    unconfirmed). A second signal stops at once.
     """
 
     def interrupt(signum: int, frame: object) -> None:
