@@ -9,14 +9,13 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from email import message_from_bytes, policy
 from pathlib import Path
 
 import httpx
 
 import tools
-from tests.conftest import approve
+from tests.conftest import approve, child_environment, stop_once_a_message_arrives
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -210,18 +209,9 @@ def test_a_stopped_server_finishes_the_send_in_hand(settings, workspace, smtp_si
     asset = {"subject": "Plain hello", "html_body": "<p>Hello there</p>"}
     execution_id = approve(workspace["workspace_id"], asset=asset)
     smtp_sink.recorder.data_delay = 2.0  # the message waits for its answer
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SMTP_", "EMAIL_"))}
-    env.update(
-        EMAIL_LOG_DATABASE_URL=settings.database_url,
-        SMTP_SERVER="127.0.0.1",
-        SMTP_PORT=str(smtp_sink.port),
-        SMTP_USE_TLS="false",
-        EMAIL_SIGNING_SECRET="s",
-        EMAIL_PUBLIC_BASE_URL="https://mail.example.test",
-    )
     server = subprocess.Popen(
         [sys.executable, str(REPO / "main.py"), "serve", "--port", "0"],
-        env=env,
+        env=child_environment(settings, smtp_sink),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -231,19 +221,8 @@ def test_a_stopped_server_finishes_the_send_in_hand(settings, workspace, smtp_si
         target=lambda: answers.append(_post_send(server, workspace["api_key"], execution_id)),
         daemon=True,
     )
-    try:
-        request.start()
-        deadline = time.monotonic() + 60
-        while not smtp_sink.messages:
-            assert server.poll() is None, server.stderr.read() if server.stderr else ""
-            assert time.monotonic() < deadline, "the message never reached the server"
-            time.sleep(0.02)
-        server.send_signal(signal.SIGTERM)  # as a process manager stops it
-        assert server.wait(timeout=30) == 0
-    finally:
-        if server.poll() is None:
-            server.kill()
-            server.wait()
+    request.start()
+    assert stop_once_a_message_arrives(server, smtp_sink) == 0
     request.join(10)
 
     [execution] = tools.get_send_history(workspace["workspace_id"])["executions"]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import textwrap
@@ -21,7 +20,15 @@ from sqlalchemy import select
 
 import tools
 from persistence import ProviderBreaker, SelfCorrectionAction
-from tests.conftest import api_settings, approve, attempt_rows, make_settings, send
+from tests.conftest import (
+    api_settings,
+    approve,
+    attempt_rows,
+    child_environment,
+    make_settings,
+    send,
+    stop_once_a_message_arrives,
+)
 from tests.fake_providers import resend_reply, sendgrid_reply
 from tools import clock
 
@@ -425,34 +432,14 @@ def test_a_stopped_worker_finishes_the_send_in_hand_and_leaves_the_rest_due(
     while clock.utcnow() <= soon:
         time.sleep(0.05)
     smtp_sink.recorder.data_delay = 2.0  # the first message waits for its answer
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SMTP_", "EMAIL_"))}
-    env.update(
-        EMAIL_LOG_DATABASE_URL=settings.database_url,
-        SMTP_SERVER="127.0.0.1",
-        SMTP_PORT=str(smtp_sink.port),
-        SMTP_USE_TLS="false",
-        EMAIL_SIGNING_SECRET="s",
-        EMAIL_PUBLIC_BASE_URL="https://mail.example.test",
-    )
     worker = subprocess.Popen(
         [sys.executable, str(REPO / "main.py"), "worker", "--interval", "0.2"],
-        env=env,
+        env=child_environment(settings, smtp_sink),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
     )
-    try:
-        deadline = time.monotonic() + 60
-        while not smtp_sink.messages:
-            assert worker.poll() is None, worker.stderr.read() if worker.stderr else ""
-            assert time.monotonic() < deadline, "the first message never reached the server"
-            time.sleep(0.02)
-        worker.send_signal(signal.SIGTERM)  # as a process manager stops it
-        assert worker.wait(timeout=30) == 0
-    finally:
-        if worker.poll() is None:
-            worker.kill()
-            worker.wait()
+    assert stop_once_a_message_arrives(worker, smtp_sink) == 0
 
     statuses = sorted(tools.get_email_status(r["email_id"])["status"] for r in (first, second))
     assert statuses == ["scheduled", "sent"]  # recorded, not left `sending`; the other waits

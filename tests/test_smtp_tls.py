@@ -16,9 +16,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from tests.conftest import outgoing_email
 from tests.smtp_sink import RecordingHandler
 from tools.dev_smtp_server import LocalSMTPServer
-from tools.providers.base import Content, OutgoingEmail, PermanentProviderError
+from tools.providers.base import Content, PermanentProviderError
 from tools.providers.smtp import SMTPProvider
 
 
@@ -71,20 +72,11 @@ def _authenticator(server: Any, session: Any, envelope: Any, mechanism: str, dat
     return AuthResult(success=ok, handled=False)  # handled=False: the server sends the reply
 
 
-def _email() -> OutgoingEmail:
-    return OutgoingEmail(
-        email_id="9f1c0f8e-7a43-4c55-9d55-0f0c7d3b1a11",
-        workspace_id="w",
-        idempotency_key="k",
-        message_id="<9f1c0f8e-7a43-4c55-9d55-0f0c7d3b1a11@acme.example>",
-        sender_email="news@acme.example",
-        sender_name="Acme",
-        to="bob@example.com",
-        cc=(),
-        bcc=(),
-        subject="Over TLS",
-        render=lambda: Content(html="<p>secret</p>", text="secret", headers={}),
-    )
+EMAIL = outgoing_email(
+    sender_name="Acme",
+    subject="Over TLS",
+    render=lambda: Content(html="<p>secret</p>", text="secret", headers={}),
+)
 
 
 @pytest.fixture
@@ -117,7 +109,7 @@ def test_starttls_with_login_delivers_over_an_encrypted_session(certificate, tls
     handler = RecordingHandler()
     server = tls_server(handler, starttls=True)
     provider = _provider(server, certificate, use_tls=True, username="mailer", password="s3cret")
-    provider.send(_email())
+    provider.send(EMAIL)
     provider.close()
     assert [m.tls for m in handler.messages] == [True]
 
@@ -125,7 +117,7 @@ def test_starttls_with_login_delivers_over_an_encrypted_session(certificate, tls
 def test_implicit_tls_delivers(certificate, tls_server):
     handler = RecordingHandler()
     provider = _provider(tls_server(handler, starttls=False), certificate, use_ssl=True)
-    provider.send(_email())
+    provider.send(EMAIL)
     provider.close()
     assert [m.tls for m in handler.messages] == [True]
 
@@ -134,7 +126,7 @@ def test_an_untrusted_certificate_is_refused_and_nothing_is_sent(tls_server):
     handler = RecordingHandler()
     provider = _provider(tls_server(handler, starttls=True), None, use_tls=True)  # system CAs
     with pytest.raises(PermanentProviderError, match="certificate"):
-        provider.send(_email())
+        provider.send(EMAIL)
     assert handler.messages == []
 
 
@@ -143,7 +135,7 @@ def test_a_wrong_password_is_a_permanent_failure(certificate, tls_server):
     server = tls_server(handler, starttls=True)
     provider = _provider(server, certificate, use_tls=True, username="mailer", password="wrong")
     with pytest.raises(PermanentProviderError) as caught:
-        provider.send(_email())
+        provider.send(EMAIL)
     assert caught.value.status_code == 535
     assert "wrong" not in str(caught.value)
     assert handler.messages == []

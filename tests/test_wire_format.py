@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from tests.conftest import ASSET, body_of, parse_message, send
+from tests.conftest import ASSET, body_of, outgoing_email, parse_message, send
 from tools.mime import SMTP_POLICY, flatten, mime_tree
-from tools.providers.base import Attachment, Content, OutgoingEmail
+from tools.providers.base import Attachment, Content
 
 
 def _lines(raw: bytes) -> list[bytes]:
@@ -187,23 +187,15 @@ def test_body_text_survives_quoted_printable_exactly(workspace, smtp_sink, runti
     ids=["lf", "no-final-newline", "mixed-line-ends", "qp-edge-cases", "non-bmp", "empty"],
 )
 def test_one_write_generator_writes_what_the_stock_generator_writes(text):
-    email = OutgoingEmail(
-        email_id="e1",
-        workspace_id="w1",
-        idempotency_key="e1.0",
-        message_id="<e1@acme.example>",
-        sender_email="news@acme.example",
+    email = outgoing_email(
         sender_name="Acmé News, the long and international sender name of this very workspace",
-        to="bob@example.com",
         cc=("carol@example.com",),
-        bcc=(),
         subject="Ünïcode subject that is long enough to be folded over more than one line " * 3,
         render=lambda: Content(
             html=f"<p>{text}</p>",
             text=text,
             headers={"List-Unsubscribe": "<https://x.example/u?token=" + "t" * 200 + ">"},
         ),
-        tags=(),
         attachments=(
             Attachment("report.pdf", "application/pdf", b"%PDF-1.4\n" + bytes(range(256)) * 40),
             Attachment("notes.txt", "text/plain", "naïve\r\nnotes\n".encode()),
