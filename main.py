@@ -19,7 +19,7 @@ import sys
 import textwrap
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -253,12 +253,20 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
         logging.getLogger("worker").info("stopping after the send in hand")
         stop.set()
 
-    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    with _handling_signals(request_stop, signal.SIGTERM, signal.SIGINT):
+        yield
+
+
+@contextlib.contextmanager
+def _handling_signals(handler: Callable[[int, Any], None], *signals: int) -> Iterator[None]:
+    """`handler` for `signals` while the block runs; the previous handlers afterwards (tests
+    call `main.main` in-process)."""
+    previous = {sig: signal.signal(sig, handler) for sig in signals}
     try:
         yield
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def run_rotate_key(args: argparse.Namespace) -> int:
@@ -273,7 +281,12 @@ def run_serve(args: argparse.Namespace) -> int:
 
     server = make_server(create_app(), args.host, args.port, threads=args.threads)
     print(f"Serving the API on http://{args.host}:{server.effective_port} (docs at /docs/)")
-    with _interrupt_on_sigterm():
+    # SIGTERM (a process manager's stop) stops the server as Ctrl-C does: on KeyboardInterrupt
+    # waitress stops taking requests and gives the ones in hand up to 5 s to finish, so a send
+    # under way is delivered, recorded and answered rather than cut off mid-delivery (where it
+    # would stay `sending` until the stalled-send sweep escalates it as unconfirmed). A second
+    # signal stops at once.
+    with _handling_signals(_interrupt, signal.SIGTERM):
         try:
             server.run()
         finally:
@@ -281,24 +294,8 @@ def run_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-@contextlib.contextmanager
-def _interrupt_on_sigterm() -> Iterator[None]:
-    """SIGTERM (a process manager's stop) stops the server as Ctrl-C does.
-
-    On KeyboardInterrupt waitress stops taking requests and gives the ones in hand up to 5 s to
-    finish, so a send under way is delivered, recorded and answered rather than cut off
-    mid-delivery (where it would stay `sending` until the stalled-send sweep escalates it as
-    unconfirmed). A second signal stops at once.
-    """
-
-    def interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -43,6 +43,11 @@ class RecordingHandler:
         self.data_times: list[float] = []  # time.monotonic() of every DATA command
         self._lock = threading.Lock()
 
+    def _next(self, script: deque[str]) -> str | None:
+        """The next scripted reply, or None when the script is empty."""
+        with self._lock:
+            return script.popleft() if script else None
+
     async def handle_EHLO(
         self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
     ) -> list[str]:
@@ -61,8 +66,7 @@ class RecordingHandler:
     async def handle_MAIL(
         self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
     ) -> str:
-        with self._lock:
-            reply = self.mail_replies.popleft() if self.mail_replies else None
+        reply = self._next(self.mail_replies)
         if reply == DROP:
             server.transport.close()
             return "421 closing"  # never read: the connection is already gone
@@ -75,8 +79,7 @@ class RecordingHandler:
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
     ) -> str:
-        with self._lock:
-            reply = self.rcpt_replies.popleft() if self.rcpt_replies else None
+        reply = self._next(self.rcpt_replies)
         if reply == HANG_UP:
             # After the reply is written: the client sees 250, then loses the connection.
             asyncio.get_running_loop().call_soon(server.transport.close)
