@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import binascii
 import re
 from datetime import UTC, datetime
+from email.mime.application import MIMEApplication
+from email.mime.multipart import MIMEMultipart
+from email.mime.nonmultipart import MIMENonMultipart
 
 import pytest
 
 from tests.conftest import ASSET, body_of, outgoing_email, parse_message, send
-from tools.mime import SMTP_POLICY, flatten, mime_tree
+from tools.mime import SMTP_POLICY, build_mime, message_headers
 from tools.providers.base import Attachment, Content
 
 
@@ -174,6 +178,48 @@ def test_body_text_survives_quoted_printable_exactly(workspace, smtp_sink, runti
     assert f"<pre>{tricky}</pre>" in body_of(message, "html")
 
 
+def _as_the_stdlib_writes_it(email, content, date, boundaries) -> bytes:
+    """The same message as an `email.mime` tree, written by the stdlib generator."""
+
+    def text_part(body, subtype):
+        part = MIMENonMultipart("text", subtype, charset="utf-8")
+        part["Content-Transfer-Encoding"] = "quoted-printable"
+        part.set_payload(binascii.b2a_qp(body.encode("utf-8"), istext=True).decode("ascii"))
+        return part
+
+    outer = iter(boundaries)
+    root = MIMEMultipart("mixed", boundary=next(outer)) if email.attachments else None
+    body = MIMEMultipart("alternative", boundary=next(outer))
+    body.attach(text_part(content.text, "plain"))
+    body.attach(text_part(content.html, "html"))
+    if root is None:
+        root = body
+    else:
+        root.attach(body)
+        for item in email.attachments:
+            maintype, _, subtype = item.content_type.partition("/")
+            part = MIMEApplication(item.data, subtype)
+            if maintype != "application":
+                part.replace_header("Content-Type", item.content_type)
+            filename = item.filename if item.filename.isascii() else ("utf-8", "", item.filename)
+            part.add_header("Content-Disposition", "attachment", filename=filename)
+            root.attach(part)
+    for name, value in message_headers(email, content, date):
+        root[name] = value
+    return root.as_bytes(policy=SMTP_POLICY)
+
+
+@pytest.mark.parametrize(
+    "attachments",
+    [
+        (),
+        (
+            Attachment("report.pdf", "application/pdf", b"%PDF-1.4\n" + bytes(range(256)) * 40),
+            Attachment("naïve notes.txt", "text/plain", "naïve\r\nnotes\n".encode()),
+        ),
+    ],
+    ids=["alternative", "mixed"],
+)
 @pytest.mark.parametrize(
     "text",
     [
@@ -186,21 +232,26 @@ def test_body_text_survives_quoted_printable_exactly(workspace, smtp_sink, runti
     ],
     ids=["lf", "no-final-newline", "mixed-line-ends", "qp-edge-cases", "non-bmp", "empty"],
 )
-def test_one_write_generator_writes_what_the_stock_generator_writes(text):
+def test_the_message_is_byte_for_byte_what_the_stdlib_generator_writes(text, attachments):
     email = outgoing_email(
         sender_name="Acmé News, the long and international sender name of this very workspace",
-        cc=("carol@example.com",),
+        cc=("carol@example.com", "dave@example.com"),
         subject="Ünïcode subject that is long enough to be folded over more than one line " * 3,
         render=lambda: Content(
             html=f"<p>{text}</p>",
             text=text,
-            headers={"List-Unsubscribe": "<https://x.example/u?token=" + "t" * 200 + ">"},
+            headers={
+                "List-Unsubscribe": "<https://x.example/u?token=" + "t" * 200 + ">",
+                "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+            },
         ),
-        attachments=(
-            Attachment("report.pdf", "application/pdf", b"%PDF-1.4\n" + bytes(range(256)) * 40),
-            Attachment("notes.txt", "text/plain", "naïve\r\nnotes\n".encode()),
-        ),
+        attachments=attachments,
     )
-    tree = mime_tree(email, email.content, datetime(2026, 11, 21, 12, 0, tzinfo=UTC))
+    date = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 
-    assert flatten(tree) == tree.as_bytes(policy=SMTP_POLICY)
+    raw = build_mime(email, email.content, date)
+
+    # The boundaries are random: the stdlib's tree gets the ones this message has.
+    boundaries = re.findall(r'boundary="(=_[0-9a-f]{32})"', raw.decode("ascii"))
+    assert len(boundaries) == (2 if attachments else 1)
+    assert raw == _as_the_stdlib_writes_it(email, email.content, date, boundaries)
