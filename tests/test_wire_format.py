@@ -5,14 +5,20 @@ from __future__ import annotations
 import binascii
 import re
 from datetime import UTC, datetime
+from email import charset as email_charset
+from email.charset import Charset
+from email.header import Header
 from email.mime.application import MIMEApplication
 from email.mime.multipart import MIMEMultipart
 from email.mime.nonmultipart import MIMENonMultipart
+from email.utils import format_datetime
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from tests.conftest import ASSET, body_of, outgoing_email, parse_message, send
-from tools.mime import SMTP_POLICY, build_mime, message_headers
+from tools.mime import SMTP_POLICY, build_mime, quoted_printable
 from tools.providers.base import Attachment, Content
 
 
@@ -178,14 +184,68 @@ def test_body_text_survives_quoted_printable_exactly(workspace, smtp_sink, runti
     assert f"<pre>{tricky}</pre>" in body_of(message, "html")
 
 
+def test_an_eml_attachment_goes_as_octet_stream_with_crlf_line_ends_only(
+    workspace, smtp_sink, runtime, tmp_path
+):
+    import dataclasses
+    import mimetypes
+
+    import tools
+
+    assert mimetypes.guess_type("forwarded.eml")[0] == "message/rfc822"
+    folder = tmp_path / "files"
+    folder.mkdir()
+    forwarded = b"From: ann@example.com\nSubject: forwarded\n\nThe body.\n" * 40
+    (folder / "forwarded.eml").write_bytes(forwarded)
+    tools.configure(dataclasses.replace(runtime.settings, attachments_dir=folder))
+
+    result = send(workspace, attachments=["forwarded.eml"])
+
+    assert result["status"] == "sent", result
+    raw = smtp_sink.messages[0].data
+    assert b"\n" not in raw.replace(b"\r\n", b"")  # no bare LF
+    [attachment] = parse_message(raw).iter_attachments()
+    assert attachment.get_content_type() == "application/octet-stream"
+    assert attachment.get_filename() == "forwarded.eml"
+    assert attachment.get_payload(decode=True) == forwarded
+
+
+_QP_PIECES = ["x", "word ", "é", "🎉", " ", "\t", "=", ".", "\r", "\n", "\r\n", "y" * 37]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(_QP_PIECES), max_size=100).map("".join))
+@example("x" * 74 + " \n")  # binascii alone makes these lines 77 and 78 characters long
+@example("x" * 75 + "\t\nnext")
+@example("trailing space \rbefore a bare CR")  # binascii alone leaves that space unencoded
+def test_quoted_printable_keeps_rfc_2045s_line_rules_and_round_trips(text):
+    encoded = quoted_printable(text)
+
+    lines = encoded.split(b"\r\n")
+    assert not any(b"\r" in line or b"\n" in line for line in lines)
+    assert all(len(line) <= 76 for line in lines)
+    assert not any(line.endswith((b" ", b"\t")) for line in lines)
+    as_sent = text.replace("\r\n", "\n").replace("\r", "\n").replace("\n", "\r\n")
+    assert binascii.a2b_qp(encoded).decode("utf-8") == as_sent
+
+
 def _as_the_stdlib_writes_it(email, content, date, boundaries) -> bytes:
-    """The same message as an `email.mime` tree, written by the stdlib generator."""
+    """The message `build_mime` means to write, as an `email.mime` tree written by the stdlib
+    generator: its own headers (the test's values need no choice between literal and encoded
+    words: the ASCII ones are short or comma lists, the others not ASCII), the same
+    quoted-printable payloads (`quoted_printable` has its own test)."""
+    utf8_qp = Charset("utf-8")  # a private one: Flask-Mail re-registers the global "utf-8"
+    utf8_qp.header_encoding = email_charset.SHORTEST
+    utf8_qp.body_encoding = email_charset.QP
 
     def text_part(body, subtype):
         part = MIMENonMultipart("text", subtype, charset="utf-8")
         part["Content-Transfer-Encoding"] = "quoted-printable"
-        part.set_payload(binascii.b2a_qp(body.encode("utf-8"), istext=True).decode("ascii"))
+        part.set_payload(quoted_printable(body).decode("ascii"))
         return part
+
+    def header(value):
+        return value if value.isascii() else Header(value, utf8_qp)
 
     outer = iter(boundaries)
     root = MIMEMultipart("mixed", boundary=next(outer)) if email.attachments else None
@@ -204,8 +264,16 @@ def _as_the_stdlib_writes_it(email, content, date, boundaries) -> bytes:
             filename = item.filename if item.filename.isascii() else ("utf-8", "", item.filename)
             part.add_header("Content-Disposition", "attachment", filename=filename)
             root.attach(part)
-    for name, value in message_headers(email, content, date):
-        root[name] = value
+    sender = Header(email.sender_name, utf8_qp)
+    sender.append(f"<{email.sender_email}>", "us-ascii")
+    root["From"] = sender
+    root["To"] = email.to
+    root["Cc"] = ", ".join(email.cc)
+    root["Subject"] = header(email.subject)
+    root["Date"] = format_datetime(date)
+    root["Message-ID"] = email.message_id
+    for name, value in content.headers.items():
+        root[name] = header(value)
     return root.as_bytes(policy=SMTP_POLICY)
 
 
@@ -236,13 +304,16 @@ def test_the_message_is_byte_for_byte_what_the_stdlib_generator_writes(text, att
     email = outgoing_email(
         sender_name="Acmé News, the long and international sender name of this very workspace",
         cc=("carol@example.com", "dave@example.com"),
+        bcc=("erin@example.com",),  # never a header
         subject="Ünïcode subject that is long enough to be folded over more than one line " * 3,
         render=lambda: Content(
             html=f"<p>{text}</p>",
             text=text,
             headers={
-                "List-Unsubscribe": "<https://x.example/u?token=" + "t" * 200 + ">",
+                "List-Unsubscribe": "<https://x.example/u?token=" + "t" * 200 + ">, "
+                "<mailto:u@x.example?subject=" + "t" * 200 + ">",
                 "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+                "X-Campaign": "Ünïcode campaign name",
             },
         ),
         attachments=attachments,

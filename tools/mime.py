@@ -71,7 +71,7 @@ def _utf8_qp() -> Charset:
 _UTF8_QP = _utf8_qp()
 _SHORT = 60  # characters a header value may have and still go out literally
 
-_Headers = Sequence[tuple[str, "str | Header"]]
+_Headers = Sequence[tuple[str, str | Header]]
 
 
 def _text_header(value: str) -> str | Header:
@@ -92,7 +92,7 @@ def _address_header(name: str | None, address: str) -> str | Header:
     return header
 
 
-def message_headers(email: OutgoingEmail, content: Content, date: datetime) -> _Headers:
+def _message_headers(email: OutgoingEmail, content: Content, date: datetime) -> _Headers:
     """The top-level headers after Content-Type and MIME-Version, in the order they go out.
     Bcc is never a header."""
     headers: list[tuple[str, str | Header]] = [
@@ -119,31 +119,52 @@ def build_mime(email: OutgoingEmail, content: Content, date: datetime) -> bytes:
     """The message as it goes on the wire (CRLF line endings): multipart/alternative (plain
     text, then HTML), inside multipart/mixed when there are attachments."""
     bodies = [_text_part(content.text, "plain"), _text_part(content.html, "html")]
-    headers = message_headers(email, content, date)
+    headers = _message_headers(email, content, date)
     if not email.attachments:
         return _multipart("alternative", bodies, headers)
     parts = [_multipart("alternative", bodies), *map(_attachment_part, email.attachments)]
     return _multipart("mixed", parts, headers)
 
 
+def quoted_printable(text: str) -> bytes:
+    """`text` as UTF-8 quoted-printable with CRLF line breaks (RFC 2045 6.7): lines of at most
+    76 characters, and no whitespace left at the end of one.
+
+    `binascii` (C) encodes, at about a tenth of the cost of the stdlib's pure Python encoder,
+    with two things done around it. It takes only LF for a line break, so CRLF and a bare CR
+    become LF first (else a space before a bare CR would stay unencoded at a line's end). And
+    it lets a line that ends in encoded whitespace ("=20", "=09") reach 77 or 78 characters, so
+    such a line gets a soft break before that whitespace.
+    """
+    lines = text.replace("\r\n", "\n").replace("\r", "\n")
+    encoded = binascii.b2a_qp(lines.encode("utf-8"), istext=True)
+    if b"=20\n" in encoded or b"=09\n" in encoded or encoded.endswith((b"=20", b"=09")):
+        encoded = b"\n".join(map(_within_76, encoded.split(b"\n")))
+    return encoded.replace(b"\n", _CRLF)
+
+
+def _within_76(line: bytes) -> bytes:
+    # Only a line ending in encoded whitespace is ever longer, by at most 2 (its last 3
+    # characters are that whitespace, so the cut cannot split an escape).
+    return line if len(line) <= 76 else line[:-3] + b"=\n" + line[-3:]
+
+
 def _text_part(body: str, subtype: str) -> bytes:
-    """A UTF-8 quoted-printable text part. `binascii` (C) encodes, rather than the pure Python
-    encoder `MIMEText` uses: the same output standard (RFC 2045, lines of at most 76
-    characters), at about a tenth of the cost."""
-    encoded = binascii.b2a_qp(body.encode("utf-8"), istext=True)
-    # Line breaks in the text (LF, CRLF or a bare CR) all become CRLF, as the generator makes
-    # them; the encoder leaves each as it found it.
-    encoded = encoded.replace(b"\r\n", b"\n").replace(b"\r", b"\n").replace(b"\n", _CRLF)
     head = (
         f'Content-Type: text/{subtype}; charset="utf-8"\r\n'
         "MIME-Version: 1.0\r\n"
         "Content-Transfer-Encoding: quoted-printable\r\n\r\n"
     )
-    return head.encode("ascii") + encoded
+    return head.encode("ascii") + quoted_printable(body)
 
 
 def _attachment_part(item: Attachment) -> bytes:
+    """A base64 part. A message/* or multipart/* file (an .eml, say) goes as
+    application/octet-stream: RFC 2046 allows those types no base64, and the stdlib would write
+    their base64 with bare LF line ends."""
     maintype, _, subtype = item.content_type.partition("/")
+    if maintype in ("message", "multipart"):
+        maintype, subtype = "application", "octet-stream"
     part = MIMEApplication(item.data, subtype or "octet-stream")
     if maintype != "application":
         part.replace_header("Content-Type", item.content_type)
