@@ -138,14 +138,15 @@ def quoted_printable(text: str) -> bytes:
     """
     lines = text.replace("\r\n", "\n").replace("\r", "\n")
     encoded = binascii.b2a_qp(lines.encode("utf-8"), istext=True)
-    if b"=20\n" in encoded or b"=09\n" in encoded or encoded.endswith((b"=20", b"=09")):
+    if b"=20\n" in encoded or b"=09\n" in encoded:
         encoded = b"\n".join(map(_within_76, encoded.split(b"\n")))
     return encoded.replace(b"\n", _CRLF)
 
 
 def _within_76(line: bytes) -> bytes:
-    # Only a line ending in encoded whitespace is ever longer, by at most 2 (its last 3
-    # characters are that whitespace, so the cut cannot split an escape).
+    # Only a line ending in encoded whitespace before a line break is ever longer (at the end
+    # of the text binascii breaks it itself), by at most 2; its last 3 characters are that
+    # whitespace, so the cut cannot split an escape.
     return line if len(line) <= 76 else line[:-3] + b"=\n" + line[-3:]
 
 
