@@ -23,7 +23,7 @@ from schemathesis.checks import (
 )
 
 from api import create_app
-from tests.conftest import make_settings
+from tests.builders import make_settings
 
 
 def test_the_document_describes_every_route_and_the_docs_page_is_served(api, workspace):

@@ -14,9 +14,10 @@ from sqlalchemy import func, select
 import tools
 from persistence import CircuitExecutionLog
 from tests.api_client import API
-from tests.conftest import ASSET, CIRCUITS, api_settings, approve, parse_message
+from tests.builders import ASSET, CIRCUITS, api_settings, approve
 from tests.fake_http import Drop
 from tests.fake_providers import sendgrid_reply
+from tests.observers import parse_message
 
 CLIENT = "550e8400-e29b-41d4-a716-446655440000"
 SEND = "/api/circuits/agents/email/send"

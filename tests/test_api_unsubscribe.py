@@ -14,7 +14,8 @@ import pytest
 
 import tools
 from tests.api_client import LiveServerClient
-from tests.conftest import body_of, parse_message, send
+from tests.builders import send
+from tests.observers import body_of, parse_message
 
 ONE_CLICK = {"List-Unsubscribe": "One-Click"}
 

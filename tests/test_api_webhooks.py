@@ -22,7 +22,7 @@ from svix.webhooks import Webhook
 
 import tools
 from persistence import EmailMetrics, ProviderEvent
-from tests.conftest import ASSET, api_settings, approve, make_settings
+from tests.builders import ASSET, api_settings, approve, make_settings
 from tests.fake_http import Reply
 from tests.fake_providers import FakeSendGrid
 

@@ -8,7 +8,7 @@ import os
 import pytest
 
 import tools
-from tests.conftest import send
+from tests.builders import send
 
 
 @pytest.fixture

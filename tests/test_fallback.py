@@ -9,9 +9,10 @@ import pytest
 
 import tools
 from persistence import EmailExecution
-from tests.conftest import api_settings, attempt_rows, make_settings, outgoing_email, send
+from tests.builders import api_settings, make_settings, outgoing_email, send
 from tests.fake_http import Drop, Slow
 from tests.fake_providers import resend_reply, sendgrid_reply
+from tests.observers import attempt_rows
 from tools.providers.base import (
     Accepted,
     Content,

@@ -17,8 +17,9 @@ from agents import CircuitValidatorAgent, EmailAgent
 from agents.messages import Candidate, SendRequest
 from orchestration.model_config import ModelConfigError, load_model_client
 from orchestration.team import run_send, run_send_sync
-from tests.conftest import ASSET, approve, parse_message
+from tests.builders import ASSET, approve
 from tests.fake_openai import FakeOpenAI
+from tests.observers import parse_message
 from tools.transcripts import get_transcripts
 
 CLIENT = "550e8400-e29b-41d4-a716-446655440000"

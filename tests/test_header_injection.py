@@ -7,7 +7,7 @@ from sqlalchemy import func, select
 
 import tools
 from persistence import EmailExecution
-from tests.conftest import ASSET, approve
+from tests.builders import ASSET, approve
 
 CLIENT = "550e8400-e29b-41d4-a716-446655440000"
 EVIL = "x\r\nBcc: victim@evil.example"

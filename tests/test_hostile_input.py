@@ -8,7 +8,7 @@ import math
 import pytest
 
 import tools
-from tests.conftest import ASSET, approve
+from tests.builders import ASSET, approve
 
 CLIENT = "550e8400-e29b-41d4-a716-446655440000"
 HUGE = "x" * 5_000_000

@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 
 import tools
-from tests.conftest import ASSET, api_settings, attempt_rows, make_settings, outgoing_email, send
+from tests.builders import ASSET, api_settings, make_settings, outgoing_email, send
 from tests.fake_http import Drop, Reply, Slow
 from tests.fake_providers import FakeResend, FakeSendGrid, resend_body, sendgrid_body
+from tests.observers import attempt_rows
 from tools.providers.base import (
     AmbiguousDeliveryError,
     PermanentProviderError,

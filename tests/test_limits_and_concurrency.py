@@ -22,7 +22,7 @@ from unittest import mock
 
 import tools
 from persistence import sqlite_database_path
-from tests.conftest import ASSET, approve, make_settings, send
+from tests.builders import ASSET, approve, make_settings, send
 from tools import clock, sending
 
 REPO = Path(__file__).resolve().parent.parent

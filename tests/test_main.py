@@ -15,7 +15,8 @@ from pathlib import Path
 import httpx
 
 import tools
-from tests.conftest import approve, child_environment, stop_once_a_message_arrives
+from tests.builders import approve
+from tests.processes import child_environment, stop_once_a_message_arrives
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -20,16 +20,10 @@ from sqlalchemy import select
 
 import tools
 from persistence import ProviderBreaker, SelfCorrectionAction
-from tests.conftest import (
-    api_settings,
-    approve,
-    attempt_rows,
-    child_environment,
-    make_settings,
-    send,
-    stop_once_a_message_arrives,
-)
+from tests.builders import api_settings, approve, make_settings, send
 from tests.fake_providers import resend_reply, sendgrid_reply
+from tests.observers import attempt_rows
+from tests.processes import child_environment, stop_once_a_message_arrives
 from tools import clock
 
 REPO = Path(__file__).resolve().parent.parent

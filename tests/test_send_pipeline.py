@@ -14,7 +14,8 @@ from sqlalchemy.exc import OperationalError
 
 import tools
 from persistence import DeliveryAttempt, EmailExecution, EmailMetrics
-from tests.conftest import ASSET, approve, body_of, committed_statuses, parse_message, send
+from tests.builders import ASSET, approve, send
+from tests.observers import body_of, committed_statuses, parse_message
 
 CLIENT = "550e8400-e29b-41d4-a716-446655440000"
 

@@ -11,7 +11,8 @@ import pytest
 
 import tools
 from persistence import EmailExecution
-from tests.conftest import attempt_rows, committed_statuses, make_settings, send
+from tests.builders import make_settings, send
+from tests.observers import attempt_rows, committed_statuses
 from tests.smtp_sink import DROP, HANG_UP
 from tools.providers.smtp import _data_payload
 

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from tests.conftest import outgoing_email
+from tests.builders import outgoing_email
 from tests.smtp_sink import RecordingHandler
 from tools.dev_smtp_server import LocalSMTPServer
 from tools.providers.base import Content, PermanentProviderError

@@ -11,7 +11,8 @@ import pytest
 from itsdangerous import URLSafeTimedSerializer
 
 import tools
-from tests.conftest import parse_message, send
+from tests.builders import send
+from tests.observers import parse_message
 from tools import clock
 
 
@@ -151,7 +152,7 @@ def test_concurrent_unsubscribes_of_one_address_both_succeed_on_postgresql(
 ):
     from concurrent.futures import ThreadPoolExecutor
 
-    from tests.conftest import make_settings
+    from tests.builders import make_settings
 
     tools.configure(make_settings(postgres_url, smtp_sink, tmp_path))
     try:

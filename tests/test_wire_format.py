@@ -17,7 +17,8 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import ASSET, body_of, outgoing_email, parse_message, send
+from tests.builders import ASSET, outgoing_email, send
+from tests.observers import body_of, parse_message
 from tools.mime import SMTP_POLICY, build_mime, quoted_printable
 from tools.providers.base import Attachment, Content
 
