@@ -16,6 +16,7 @@ from autogen_core import CancellationToken
 import tools
 from agents.messages import CircuitVerdict, SendJob, SendOutcome
 from agents.tooling import ServiceTool, call_tool, latest, structured
+from tools import ExecutionStatus
 
 
 class EmailAgent(BaseChatAgent):
@@ -44,15 +45,14 @@ class EmailAgent(BaseChatAgent):
         job = latest(messages, SendJob)
         verdict = latest(messages, CircuitVerdict)
         if job is None or not job.delegated or verdict is None or not verdict.all_required_passed:
-            outcome = SendOutcome(
-                sent=False, status="not_sent", message="no approved, delegated job to send"
-            )
+            outcome = SendOutcome(sent=False, message="no approved, delegated job to send")
             return Response(chat_message=structured(outcome, self.name))
         result, events = await call_tool(self._tools["send_email"], job.send_arguments(), self.name)
         error = result.get("error") or {}
+        status = result.get("status")  # absent only when the tool itself raised
         outcome = SendOutcome(
-            sent=result.get("status") == "sent",
-            status=str(result.get("status", "failed")),
+            sent=status == ExecutionStatus.SENT,
+            status=status,
             email_id=result.get("email_id"),
             error_code=error.get("code"),
             message=str(result.get("message") or error.get("message") or ""),

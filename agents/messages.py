@@ -5,9 +5,11 @@ Class names must stay unique: AutoGen restores structured messages by class name
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from tools import CorrectionAction, ExecutionStatus
 
 
 class Candidate(BaseModel):
@@ -82,7 +84,7 @@ class SendOutcome(BaseModel):
     """EmailAgent's answer: the `send_email` result, summarised, with the result itself."""
 
     sent: bool
-    status: str
+    status: ExecutionStatus | None = None  # None: no send was attempted
     email_id: str | None = None
     error_code: str | None = None
     message: str
@@ -94,7 +96,7 @@ class Correction(BaseModel):
     """SelfCorrectionAgent's answer: the CX08 decision taken for a failed send."""
 
     email_id: str | None
-    action: str  # reschedule | escalate | none
+    action: CorrectionAction | Literal["none"]  # reschedule | escalate | none
     reason: str
-    status: str | None = None
+    status: ExecutionStatus | None = None
     scheduled_for: str | None = None

@@ -39,7 +39,7 @@ class SelfCorrectionAgent(BaseChatAgent):
         result, events = await call_tool(self._tool, {"email_id": outcome.email_id}, self.name)
         correction = Correction(
             email_id=outcome.email_id,
-            action=str(result.get("action", "none")),
+            action=result.get("action", "none"),
             reason=str(result.get("reason") or (result.get("error") or {}).get("message", "")),
             status=result.get("status"),
             scheduled_for=result.get("scheduled_for"),

@@ -1,19 +1,21 @@
-"""Tool functions as AutoGen `FunctionTool`s, and running one call deterministically.
+"""Tool functions as AutoGen tools, and running one call deterministically.
 
-`ServiceTool` is a `FunctionTool` over a function from `tools` that advertises that
-function's own JSON schema (`tools.TOOL_SCHEMAS`), so a model sees the same strict contract
-a direct caller gets. `call_tool` runs one call and returns its result together with the
-`ToolCallRequestEvent` / `ToolCallExecutionEvent` pair that records it in the transcript.
+`ServiceTool` is an AutoGen tool over a function from `tools`: its schema is the function's own
+arguments model (the one in `tools.TOOL_SCHEMAS`), and a call goes through the function's own
+boundary (`ToolFunction.call_json`), so a model sees, and gets, the same strict contract a
+direct caller does: arguments that do not fit are the tool's error result, not an exception.
+`call_tool` runs one call and returns its result together with the `ToolCallRequestEvent` /
+`ToolCallExecutionEvent` pair that records it in the transcript.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Mapping
 from typing import Any, TypeVar
 
-import jsonref
 from autogen_agentchat.messages import (
     BaseChatMessage,
     StructuredMessage,
@@ -22,42 +24,35 @@ from autogen_agentchat.messages import (
 )
 from autogen_core import CancellationToken, FunctionCall
 from autogen_core.models import FunctionExecutionResult
-from autogen_core.tools import FunctionTool, ParametersSchema, ToolSchema
+from autogen_core.tools import BaseTool
 from pydantic import BaseModel
 
-from tools import TOOL_SCHEMAS
+from tools.boundary import ToolFunction
 
 M = TypeVar("M", bound=BaseModel)
 
 
-class ServiceTool(FunctionTool):
-    """A tool function, advertised with its own schema from `tools.TOOL_SCHEMAS`."""
+class ServiceTool(BaseTool[BaseModel, Any]):
+    """A tool function as an AutoGen tool (see the module's note)."""
 
-    def __init__(self, func: Callable[..., Any]) -> None:
-        name = func.__name__
-        super().__init__(func, description=TOOL_SCHEMAS[name]["description"], name=name)
+    def __init__(self, function: ToolFunction[Any, Any]) -> None:
+        super().__init__(function.model, dict, function.__name__, function.schema["description"])
+        self._function = function
 
-    @property
-    def schema(self) -> ToolSchema:
-        declared = TOOL_SCHEMAS[self.name]
-        # Inline the pydantic $defs, as FunctionTool does, for clients that cannot follow refs.
-        parameters = jsonref.replace_refs(declared["parameters"], proxies=False)
-        parameters.pop("$defs", None)
-        return ToolSchema(
-            name=self.name,
-            description=declared["description"],
-            parameters=ParametersSchema(
-                type="object",
-                properties=parameters["properties"],
-                required=parameters.get("required", []),
-                additionalProperties=False,
-            ),
-            strict=False,
-        )
+    async def run(self, args: BaseModel, cancellation_token: CancellationToken) -> Any:
+        return await self.run_json(args.model_dump(exclude_unset=True), cancellation_token)
+
+    async def run_json(
+        self,
+        args: Mapping[str, Any],
+        cancellation_token: CancellationToken,
+        call_id: str | None = None,
+    ) -> Any:
+        return await asyncio.to_thread(self._function.call_json, args)
 
 
 async def call_tool(
-    tool: FunctionTool, arguments: dict[str, Any], source: str
+    tool: BaseTool[Any, Any], arguments: dict[str, Any], source: str
 ) -> tuple[dict[str, Any], list[ToolCallRequestEvent | ToolCallExecutionEvent]]:
     """Run `tool` with `arguments`; an exception becomes an error result, never a raise."""
     call = FunctionCall(id=uuid.uuid4().hex, name=tool.name, arguments=json.dumps(arguments))

@@ -12,10 +12,11 @@ import tools
 from api.auth import SECURITY_SCHEMES
 from api.circuits import circuits
 from api.email import email
-from api.responses import error_response, validation_error
+from api.responses import error_response, storage_unavailable, validation_error
 from api.schemas import ErrorResponse
 from api.unsubscribe import unsubscribe
 from api.webhooks import webhooks
+from persistence import unavailable
 from settings import Settings
 
 log = logging.getLogger(__name__)
@@ -57,5 +58,8 @@ def _http_error(error: HTTPException) -> Response:
 
 
 def _unexpected_error(error: Exception) -> Response:
+    if unavailable(error):
+        log.warning("database unavailable", extra={"error_type": type(error).__name__})
+        return storage_unavailable()
     log.exception("unhandled error in a request")
     return error_response(500, "internal_error", "the server could not complete this request")

@@ -8,6 +8,7 @@ from typing import Any
 from flask import Response, jsonify
 from pydantic import ValidationError
 
+from tools.boundary import RETRY_LATER_SECONDS
 from tools.errors import ErrorCode
 from tools.schemas import first_failure
 
@@ -31,6 +32,10 @@ STATUS_BY_CODE: dict[str, int] = {
     ErrorCode.DELIVERY_UNCONFIRMED: 500,
     ErrorCode.INTERNAL_ERROR: 500,
     ErrorCode.WEBHOOK_NOT_CONFIGURED: 503,
+    # The database is away: try again later (`Retry-After`). After a hand-over whose outcome
+    # went unrecorded, a retry is still safe: it returns this send, never a second one.
+    ErrorCode.STORAGE_UNAVAILABLE: 503,
+    ErrorCode.DELIVERY_UNRECORDED: 503,
 }
 
 
@@ -48,7 +53,11 @@ def tool_response(
     """A tool result as JSON, with `success` set and `status`, else the one its error code
     maps to (`ok` without an error)."""
     status = status or status_for(result, ok)
-    return jsonify({**result, "success": status < 400}), status
+    response = jsonify({**result, "success": status < 400})
+    retry_after = (result.get("error") or {}).get("retry_after_seconds")
+    if status == 503 and retry_after is not None:
+        response.headers["Retry-After"] = str(retry_after)
+    return response, status
 
 
 def send_response(result: dict[str, Any]) -> tuple[Response, int]:
@@ -64,6 +73,17 @@ def error_response(status: int, code: str, message: str, **details: Any) -> Resp
     """The JSON error body, for failures the API finds itself (auth, routing, size)."""
     response = jsonify({"success": False, "error": {"code": code, "message": message, **details}})
     response.status_code = status
+    return response
+
+
+def storage_unavailable() -> Response:
+    """A database that cannot be reached outside a tool (the API key lookup, say): 503."""
+    response = error_response(
+        503,
+        ErrorCode.STORAGE_UNAVAILABLE.value,
+        "the database could not be reached; try again shortly",
+    )
+    response.headers["Retry-After"] = str(RETRY_LATER_SECONDS)
     return response
 
 

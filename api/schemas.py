@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from tools import ExecutionStatus
 from tools.schemas import (
     Address,
     AttachmentPaths,
@@ -132,7 +133,7 @@ class SendResponse(_Open):
 
     success: bool
     email_id: str | None
-    status: Literal["sent", "scheduled", "escalated", "blocked", "sending", "failed"]
+    status: ExecutionStatus
     message: str
     timestamp: str
     recipient: str | None
@@ -189,7 +190,7 @@ class ValidateResponse(_Open):
 class StatusResponse(_Open):
     email_id: str
     found: Literal[True]
-    status: str
+    status: ExecutionStatus
 
 
 class ProvidersResponse(_Open):

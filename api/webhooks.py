@@ -28,10 +28,12 @@ webhooks = APIBlueprint(
 def sendgrid():
     """SendGrid Event Webhook: ECDSA signature over timestamp + raw body
     (`X-Twilio-Email-Event-Webhook-Signature`/`-Timestamp`), at most 5 minutes old."""
-    return tool_response(tools.receive_webhook("sendgrid", request.headers, request.get_data()))
+    return tool_response(
+        tools.receive_webhook("sendgrid", dict(request.headers), request.get_data())
+    )
 
 
 @webhooks.post("/resend")
 def resend():
     """Resend webhook delivered by Svix: `svix-id`, `svix-timestamp`, `svix-signature`."""
-    return tool_response(tools.receive_webhook("resend", request.headers, request.get_data()))
+    return tool_response(tools.receive_webhook("resend", dict(request.headers), request.get_data()))

@@ -43,7 +43,8 @@ def _describe(content: Any) -> str:
         return f"NOT approved: missing {missing}; failed {failed}"
     if isinstance(content, SendOutcome):
         code = f" [{content.error_code}]" if content.error_code else ""
-        return f"{content.status}{code}: {content.message} (email_id {content.email_id})"
+        status = content.status or "not sent"
+        return f"{status}{code}: {content.message} (email_id {content.email_id})"
     if isinstance(content, Correction):
         when = f", scheduled for {content.scheduled_for}" if content.scheduled_for else ""
         return f"CX08 {content.action}{when}: {content.reason}"

@@ -4,7 +4,9 @@ from persistence.database import (
     begin_unsynced,
     make_engine,
     make_session_factory,
+    read_only,
     sqlite_database_path,
+    unavailable,
     upgrade_to_head,
 )
 from persistence.models import (
@@ -24,16 +26,20 @@ from persistence.models import (
     TenantProfile,
     Workspace,
 )
+from persistence.states import AttemptOutcome, CorrectionAction, ExecutionStatus
 
 __all__ = [
     "AgentTranscript",
+    "AttemptOutcome",
     "Base",
     "Campaign",
     "CircuitExecutionLog",
     "Contact",
+    "CorrectionAction",
     "DeliveryAttempt",
     "EmailExecution",
     "EmailMetrics",
+    "ExecutionStatus",
     "Organization",
     "ProviderBreaker",
     "ProviderEvent",
@@ -44,6 +50,8 @@ __all__ = [
     "begin_unsynced",
     "make_engine",
     "make_session_factory",
+    "read_only",
     "sqlite_database_path",
+    "unavailable",
     "upgrade_to_head",
 ]

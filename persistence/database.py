@@ -5,6 +5,10 @@ write lock (not a Python lock) serialises the read-check-insert of the send limi
 threads and processes. PostgreSQL gets the same guarantee from a row lock on the workspace
 (see `tools/send_queries.py`).
 
+A transaction on `read_only(engine)` writes nothing and takes no write lock: SQLite begins it
+deferred (in WAL mode a reader never waits for the writer), PostgreSQL as `READ ONLY`. The tools
+read through it, so a status lookup or an API key check never queues behind a send.
+
 Every commit waits for the disk (SQLite `synchronous=FULL`), except in `begin_unsynced`: there
 the commit survives a crash of this process but may be lost to a power cut or an OS crash (on
 PostgreSQL also to a crash of the server), until the next synchronised commit flushes it with
@@ -23,14 +27,17 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 # Any fixed number: the PostgreSQL advisory lock that stops two processes migrating at once.
 _MIGRATION_LOCK_ID = 7_311_905_551
-# The execution option `begin_unsynced` sets; read when each transaction begins.
+# The execution options `begin_unsynced` and `read_only` set; read when each transaction begins.
 _UNSYNCED = "unsynced_commit"
+_READ_ONLY = "read_only_transactions"
 
 
 def make_engine(url: str) -> Engine:
@@ -65,17 +72,29 @@ def make_engine(url: str) -> Engine:
 def _sqlite_begin(connection: Connection) -> None:
     # Set on every transaction, so an unsynced one can never leave its connection unsynced.
     # FULL is spelled out: a build's default for WAL mode may be NORMAL. The pragma goes
-    # straight to the driver (it cannot wait on a lock); BEGIN IMMEDIATE goes through
-    # SQLAlchemy, so a lock timeout still arrives as SQLAlchemy's OperationalError.
-    unsynced = connection.get_execution_options().get(_UNSYNCED, False)
+    # straight to the driver (it cannot wait on a lock); BEGIN goes through SQLAlchemy, so a
+    # lock timeout still arrives as SQLAlchemy's OperationalError.
+    options = connection.get_execution_options()
+    if options.get(_READ_ONLY, False):
+        connection.exec_driver_sql("BEGIN")
+        return
     driver = connection.connection.driver_connection
+    unsynced = options.get(_UNSYNCED, False)
     driver.execute("PRAGMA synchronous=NORMAL" if unsynced else "PRAGMA synchronous=FULL")
     connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _postgresql_begin(connection: Connection) -> None:
-    if connection.get_execution_options().get(_UNSYNCED, False):
+    options = connection.get_execution_options()
+    if options.get(_READ_ONLY, False):
+        connection.exec_driver_sql("SET TRANSACTION READ ONLY")
+    elif options.get(_UNSYNCED, False):
         connection.exec_driver_sql("SET LOCAL synchronous_commit = off")
+
+
+def read_only(engine: Engine) -> Engine:
+    """`engine` for transactions that only read (see the module's note); same pool."""
+    return engine.execution_options(**{_READ_ONLY: True})
 
 
 @contextmanager
@@ -85,6 +104,26 @@ def begin_unsynced(engine: Engine) -> Iterator[Connection]:
         connection.execution_options(**{_UNSYNCED: True})
         with connection.begin():
             yield connection
+
+
+# SQLite's primary result codes for a database it cannot use right now (busy or locked past
+# the timeout, an I/O error, the file gone or unopenable, a full disk), as opposed to SQL or
+# schema errors, which SQLite reports as OperationalError too.
+_SQLITE_UNAVAILABLE = frozenset({5, 6, 10, 13, 14, 15, 26})  # BUSY LOCKED IOERR FULL CANTOPEN
+#                                                               PROTOCOL NOTADB
+
+
+def unavailable(error: BaseException) -> bool:
+    """Whether a database error means the database cannot be reached or used right now (the
+    server down, a connection cut, a lock held past the timeout, the pool exhausted), as
+    opposed to a bug. For the first, a caller is told to try again; the second propagates."""
+    if isinstance(error, PoolTimeoutError):
+        return True
+    if not isinstance(error, OperationalError | InterfaceError):
+        return False
+    code = getattr(error.orig, "sqlite_errorcode", None)
+    # PostgreSQL (psycopg) raises OperationalError only for the server or the connection.
+    return code is None or (code & 0xFF) in _SQLITE_UNAVAILABLE
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

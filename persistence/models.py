@@ -7,12 +7,14 @@ Timestamps are timezone-aware UTC in Python whatever the database stores.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
     Boolean,
     DateTime,
+    Enum,
     ForeignKey,
     Index,
     Integer,
@@ -24,6 +26,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
+
+from persistence.states import AttemptOutcome, CorrectionAction, ExecutionStatus
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -48,6 +52,22 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 def _uuid_column(**kw: Any) -> Mapped[str]:
     return mapped_column(String(36), **kw)
+
+
+def _state_column(states: type[StrEnum], length: int, constraint: str) -> Mapped[Any]:
+    """A column holding one of `states` (stored as its text, held to it by a CHECK
+    constraint named `constraint`); read back as the enum member."""
+    return mapped_column(
+        Enum(
+            states,
+            native_enum=False,
+            length=length,
+            create_constraint=True,
+            name=constraint,
+            values_callable=lambda members: [member.value for member in members],
+            validate_strings=True,
+        )
+    )
 
 
 class Base(DeclarativeBase):
@@ -128,10 +148,8 @@ class EmailExecution(Base):
     attachments: Mapped[list[Any]] = mapped_column(JSON, default=list)
     content_hash: Mapped[str] = mapped_column(String(64))
     message_id: Mapped[str] = mapped_column(String(400))
-    # scheduled -> sending -> sent | failed; scheduled -> blocked when a later check fails.
-    # CX08 (tools/self_correction.py) turns a total failure into scheduled (once), then
-    # escalated; an unconfirmed hand-over is escalated at once.
-    status: Mapped[str] = mapped_column(String(20))
+    # How a send moves between these: persistence/states.py.
+    status: Mapped[ExecutionStatus] = _state_column(ExecutionStatus, 20, "ck_execution_status")
     sent: Mapped[bool] = mapped_column(Boolean, default=False)
     provider: Mapped[str | None] = mapped_column(String(32))
     provider_message_id: Mapped[str | None] = mapped_column(String(400))
@@ -159,8 +177,7 @@ class DeliveryAttempt(Base):
     workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id"))
     provider: Mapped[str] = mapped_column(String(32))
     attempt_number: Mapped[int] = mapped_column(Integer)
-    # sent | transient_error | permanent_error | ambiguous (may have been delivered)
-    outcome: Mapped[str] = mapped_column(String(20))
+    outcome: Mapped[AttemptOutcome] = _state_column(AttemptOutcome, 20, "ck_attempt_outcome")
     status_code: Mapped[int | None] = mapped_column(Integer)
     error: Mapped[str | None] = mapped_column(Text)
     latency_ms: Mapped[float] = mapped_column()
@@ -257,7 +274,7 @@ class SelfCorrectionAction(Base):
     id: Mapped[str] = _uuid_column(primary_key=True)
     workspace_id: Mapped[str | None] = mapped_column(ForeignKey("workspaces.id"), index=True)
     execution_id: Mapped[str | None] = mapped_column(ForeignKey("email_agent_executions.id"))
-    action: Mapped[str] = mapped_column(String(40))
+    action: Mapped[CorrectionAction] = _state_column(CorrectionAction, 40, "ck_correction_action")
     reason: Mapped[str] = mapped_column(Text)
     inputs: Mapped[dict[str, Any]]
     created_at: Mapped[datetime]

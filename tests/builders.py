@@ -93,7 +93,7 @@ def outgoing_email(**fields: Any) -> OutgoingEmail:
         "cc": (),
         "bcc": (),
         "subject": "Hello",
-        "render": lambda: Content(
+        "content": Content(
             html="<p>Hi</p>",
             text="Hi",
             headers={"List-Unsubscribe-Post": "List-Unsubscribe=One-Click"},

@@ -12,6 +12,7 @@ import json
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -64,6 +65,7 @@ class FakeAPI:
         self.requests: list[Received] = []
         self.delivered: list[dict[str, Any]] = []
         self.script: deque[Reply | Slow | Drop] = deque()
+        self.on_request: Callable[[], None] | None = None  # runs as each request arrives
         self.lock = threading.Lock()
         fake = self
 
@@ -98,6 +100,8 @@ class FakeAPI:
         raise NotImplementedError
 
     def _serve(self, handler: BaseHTTPRequestHandler) -> None:
+        if self.on_request is not None:
+            self.on_request()
         length = int(handler.headers.get("Content-Length", "0"))
         raw = handler.rfile.read(length)
         try:

@@ -2,26 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 import tools
 from persistence import EmailExecution
-from tests.builders import api_settings, make_settings, outgoing_email, send
+from tests.builders import api_settings, make_settings, send
 from tests.fake_http import Drop, Slow
 from tests.fake_providers import resend_reply, sendgrid_reply
 from tests.observers import attempt_rows
-from tools.providers.base import (
-    Accepted,
-    Content,
-    OutgoingEmail,
-    Provider,
-    RetryableProviderError,
-    no_reservation,
-)
-from tools.providers.chain import DeliveryChain
 
 SG_503 = sendgrid_reply(503, "Service Unavailable")
 RS_429 = resend_reply(
@@ -202,65 +192,14 @@ def test_the_development_server_is_never_a_fallback_behind_a_real_provider(
         tools.shutdown()
 
 
-class _DropsBeforeTheHandover(Provider):
-    """Fails its first call before doing anything that needs the reservation durable."""
-
-    name = "flaky"
-
-    def __init__(self, events: list[str]) -> None:
-        self.events = events
-        self.calls = 0
-
-    def send(
-        self, email: OutgoingEmail, before_handover: Callable[[], None] = no_reservation
-    ) -> Accepted:
-        self.calls += 1
-        if self.calls == 1:
-            raise RetryableProviderError("the pooled connection was gone")
-        before_handover()
-        self.events.append("handed over")
-        return Accepted("id-1", 250)
-
-
-def test_a_failed_attempt_commits_the_reservation_before_the_backoff():
-    # A reservation that waited through the backoff would hold its lock (every other send of
-    # the database or workspace) for seconds.
-    events: list[str] = []
-    chain = DeliveryChain(
-        [_DropsBeforeTheHandover(events)],
-        max_retries=1,
-        initial_delay=2.0,
-        sleep=lambda seconds: events.append(f"wait {seconds}"),
-    )
-    outcome = chain.deliver(outgoing_email(), before_handover=lambda: events.append("commit"))
-
-    assert outcome.sent
-    assert events == ["commit", "wait 2.0", "commit", "handed over"]
-
-
-def test_every_attempt_of_a_round_sends_the_content_rendered_once():
+def test_every_attempt_of_a_round_sends_the_same_body(chain, sendgrid_fake, resend_fake):
     # A provider refuses one idempotency key with a different body: a retry must not re-render
     # (a new unsubscribe token would change it).
-    renders: list[int] = []
-    sent_bodies: list[str] = []
+    workspace = chain(max_retries=1)
+    sendgrid_fake.script.append(sendgrid_reply(400, "bad"))
+    resend_fake.script.append(resend_reply(503, "application_error"))
 
-    def render() -> Content:
-        renders.append(len(renders) + 1)
-        return Content(html=f"<p>render {len(renders)}</p>", text="Hi", headers={})
-
-    class FailsOnce(Provider):
-        name = "once"
-
-        def send(
-            self, email: OutgoingEmail, before_handover: Callable[[], None] = no_reservation
-        ) -> Accepted:
-            before_handover()
-            sent_bodies.append(email.content.html)
-            if len(sent_bodies) == 1:
-                raise RetryableProviderError("busy")
-            return Accepted("id-1", 250)
-
-    chain = DeliveryChain([FailsOnce()], max_retries=1, initial_delay=0.0, sleep=lambda _: None)
-    assert chain.deliver(outgoing_email(render=render)).sent
-    assert sent_bodies == ["<p>render 1</p>", "<p>render 1</p>"]
-    assert renders == [1]
+    assert send(workspace)["execution_result"]["provider"] == "resend"
+    first, second = resend_fake.requests
+    assert first.raw == second.raw
+    assert first.headers["idempotency-key"] == second.headers["idempotency-key"]

@@ -20,6 +20,8 @@ from orchestration.team import run_send, run_send_sync
 from tests.builders import ASSET, approve
 from tests.fake_openai import FakeOpenAI
 from tests.observers import parse_message
+from tools.boundary import tool_function
+from tools.schemas import ValidateCircuitsArgs
 from tools.transcripts import get_transcripts
 
 CLIENT = "550e8400-e29b-41d4-a716-446655440000"
@@ -115,13 +117,14 @@ def test_an_agent_that_raises_gives_a_failure_result_and_the_next_run_works(work
     assert run.sent
 
 
-def test_a_failing_tool_becomes_an_error_result_not_a_broken_team(workspace, smtp_sink):
-    def validate_circuits(workspace_id: str, circuit_execution_id: str) -> dict:
+def test_a_failing_tool_becomes_an_error_result_not_a_broken_team(workspace, smtp_sink, mocker):
+    @tool_function(ValidateCircuitsArgs)
+    def validate_circuits(args: ValidateCircuitsArgs) -> dict:
         raise OSError("disk gone")  # a fault a real database cannot be made to produce here
 
     execution = approve(workspace["workspace_id"])
-    with mock.patch("tools.validate_circuits", validate_circuits):
-        run = run_send_sync(_request(workspace, execution))
+    mocker.patch("tools.validate_circuits", validate_circuits)
+    run = run_send_sync(_request(workspace, execution))
     assert run.verdict is not None and not run.verdict.all_required_passed
     assert run.stop_reason == "Digraph execution is complete"
     assert smtp_sink.messages == []

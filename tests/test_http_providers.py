@@ -14,7 +14,7 @@ import tools
 from tests.builders import ASSET, api_settings, make_settings, outgoing_email, send
 from tests.fake_http import Drop, Reply, Slow
 from tests.fake_providers import FakeResend, FakeSendGrid, resend_body, sendgrid_body
-from tests.observers import attempt_rows
+from tests.observers import attempt_rows, committed_statuses
 from tools.providers.base import (
     AmbiguousDeliveryError,
     PermanentProviderError,
@@ -160,16 +160,22 @@ def _fake_and_provider(kind: str, timeout: float = 2.0):
 
 
 @pytest.mark.parametrize("kind", ["sendgrid", "resend"])
-def test_the_reservation_is_made_durable_before_the_request_goes(kind):
-    fake, provider = _fake_and_provider(kind)
-    requests_at_commit: list[int] = []
+def test_the_row_says_sending_before_the_request_goes(
+    kind, sendgrid_fake, resend_fake, smtp_sink, sqlite_url, tmp_path
+):
+    fake = sendgrid_fake if kind == "sendgrid" else resend_fake
+    fakes = {"sendgrid": sendgrid_fake} if kind == "sendgrid" else {"resend": resend_fake}
+    runtime = tools.configure(
+        make_settings(sqlite_url, smtp_sink, tmp_path, **api_settings(**fakes))
+    )
     try:
-        provider.send(EMAIL, lambda: requests_at_commit.append(len(fake.requests)))
+        seen: list[list[str]] = []
+        fake.on_request = lambda: seen.append(committed_statuses(runtime))
+        workspace = tools.create_workspace("Acme", "news@acme.example", "1 Main Street")
+        assert send(workspace)["status"] == "sent"
     finally:
-        provider.close()
-        fake.stop()
-    assert requests_at_commit == [0]
-    assert len(fake.delivered) == 1
+        tools.shutdown()
+    assert seen == [["sending"]]  # durable before the provider could deliver anything
 
 
 @pytest.mark.parametrize("kind", ["sendgrid", "resend"])

@@ -23,7 +23,8 @@ from unittest import mock
 import tools
 from persistence import sqlite_database_path
 from tests.builders import ASSET, approve, make_settings, send
-from tools import clock, sending
+from tools import clock
+from tools.send import due
 
 REPO = Path(__file__).resolve().parent.parent
 CLIENT = "550e8400-e29b-41d4-a716-446655440000"
@@ -225,16 +226,16 @@ def test_scheduled_send_waits_then_goes_through_the_checks_again(workspace, smtp
 
 
 def test_a_due_email_another_worker_claimed_first_is_skipped_and_holds_no_lock(
-    workspace, smtp_sink, runtime
+    workspace, smtp_sink, runtime, mocker
 ):
     scheduled = send(workspace, scheduled_for=(clock.utcnow() + timedelta(hours=1)).isoformat())
     path = sqlite_database_path(runtime.settings.database_url)
-    read_row = sending._load
+    read_row = due.load_execution
 
-    def read_then_lose_the_race(runtime: Any, email_id: str) -> Any:
+    def read_then_lose_the_race(email_id: str) -> Any:
         # Another worker claims the email between this worker's read and its claim (a race
         # no single process can time, hence the patch around the real read).
-        row = read_row(runtime, email_id)
+        row = read_row(email_id)
         with contextlib.closing(sqlite3.connect(path)) as other_worker:
             other_worker.execute(
                 "UPDATE email_agent_executions SET status = 'sending' WHERE id = ?", (email_id,)
@@ -242,11 +243,9 @@ def test_a_due_email_another_worker_claimed_first_is_skipped_and_holds_no_lock(
             other_worker.commit()
         return row
 
-    with (
-        mock.patch("tools.clock.utcnow", return_value=clock.utcnow() + timedelta(hours=2)),
-        mock.patch("tools.sending._load", side_effect=read_then_lose_the_race),
-    ):
-        counts = tools.send_due_emails()
+    mocker.patch("tools.clock.utcnow", return_value=clock.utcnow() + timedelta(hours=2))
+    mocker.patch.object(due, "load_execution", side_effect=read_then_lose_the_race)
+    counts = tools.send_due_emails()
 
     assert counts["skipped"] == 1 and counts["sent"] == 0
     assert runtime.engine.pool.checkedout() == 0  # the lost claim's transaction is gone

@@ -4,14 +4,29 @@ from __future__ import annotations
 
 import os
 import stat
+import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import insert, inspect
+from sqlalchemy.exc import IntegrityError
 
-from persistence import Base, begin_unsynced, make_engine, upgrade_to_head
+from persistence import (
+    AttemptOutcome,
+    Base,
+    CorrectionAction,
+    DeliveryAttempt,
+    EmailExecution,
+    ExecutionStatus,
+    SelfCorrectionAction,
+    Workspace,
+    begin_unsynced,
+    make_engine,
+    upgrade_to_head,
+)
 from settings import Settings, SettingsError
 from tools.unsubscribe_tokens import resolve_signing_secret
 
@@ -58,6 +73,88 @@ def test_sqlite_runs_in_wal_mode(tmp_path):
         assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
     engine.dispose()
+
+
+def _refused_states(url: str) -> list[str]:
+    """Which of a valid and three invalid stored states the database itself refuses."""
+    engine = make_engine(url)
+    upgrade_to_head(engine)
+    statements = {
+        "status": "UPDATE email_agent_executions SET status = 'failed'",
+        "outcome": "UPDATE email_delivery_attempts SET outcome = 'lost'",
+        "action": "UPDATE self_correction_actions SET action = 'retry'",
+        "valid": "UPDATE email_agent_executions SET status = 'sent'",
+    }
+    refused = []
+    try:
+        with engine.begin() as connection:
+            _one_row_each(connection)
+        for name, statement in statements.items():
+            try:
+                with engine.begin() as connection:
+                    connection.exec_driver_sql(statement)
+            except IntegrityError:
+                refused.append(name)
+        return refused
+    finally:
+        engine.dispose()
+
+
+def _one_row_each(connection: Any) -> None:
+    """A workspace with one execution, one attempt and one CX08 action, all in valid states."""
+    now = datetime.now(UTC)
+    workspace_id, execution_id = str(uuid.uuid4()), str(uuid.uuid4())
+    connection.execute(
+        insert(Workspace.__table__).values(
+            id=workspace_id,
+            name="W",
+            sender_email="w@w.example",
+            postal_address="1 Road",
+            api_key_hash=uuid.uuid4().hex,
+            created_at=now,
+        )
+    )
+    connection.execute(
+        insert(EmailExecution.__table__).values(
+            id=execution_id,
+            workspace_id=workspace_id,
+            circuit_execution_id="e",
+            client_id=str(uuid.uuid4()),
+            recipient="a@b.example",
+            recipient_key="a@b.example",
+            subject="s",
+            html_body="h",
+            content_hash="0",
+            message_id="<m@w>",
+            status=ExecutionStatus.SENDING,
+            created_at=now,
+            updated_at=now,
+        )
+    )
+    owned = {"id": str(uuid.uuid4()), "workspace_id": workspace_id, "execution_id": execution_id}
+    connection.execute(
+        insert(DeliveryAttempt.__table__).values(
+            **owned,
+            provider="smtp",
+            attempt_number=1,
+            outcome=AttemptOutcome.SENT,
+            latency_ms=1.0,
+            created_at=now,
+        )
+    )
+    connection.execute(
+        insert(SelfCorrectionAction.__table__).values(
+            **owned, action=CorrectionAction.ESCALATE, reason="r", inputs={}, created_at=now
+        )
+    )
+
+
+def test_sqlite_refuses_a_state_outside_its_type(tmp_path):
+    assert _refused_states(f"sqlite:///{tmp_path / 'states.db'}") == ["status", "outcome", "action"]
+
+
+def test_postgresql_refuses_a_state_outside_its_type(postgres_url):
+    assert _refused_states(postgres_url) == ["status", "outcome", "action"]
 
 
 def _durability_levels(url: str, read: str) -> list[object]:

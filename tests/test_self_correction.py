@@ -189,7 +189,7 @@ def test_total_failure_is_rescheduled_once_and_the_worker_sends_it(
         assert tools.send_due_emails() == {
             "due": 1,
             "sent": 1,
-            "failed": 0,
+            "delivery_failed": 0,
             "blocked": 0,
             "deferred": 0,
             "skipped": 0,
@@ -211,7 +211,7 @@ def test_second_total_failure_escalates(configure, sendgrid_fake, resend_fake, s
 
     _fail_everywhere(sendgrid_fake, resend_fake, smtp_sink)
     with mock.patch("tools.clock.utcnow", return_value=start + timedelta(seconds=301)):
-        assert tools.send_due_emails()["failed"] == 1
+        assert tools.send_due_emails()["delivery_failed"] == 1
     # Resend saw a new key for the new round (its body changed: a fresh unsubscribe token).
     assert [r.headers["idempotency-key"] for r in resend_fake.requests] == [
         f"{email_id}.0",

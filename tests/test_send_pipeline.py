@@ -5,7 +5,6 @@ from __future__ import annotations
 import sqlite3
 import uuid
 from typing import Any
-from unittest import mock
 
 import pytest
 from sqlalchemy import event, func, select
@@ -280,28 +279,27 @@ def test_the_reservation_is_committed_before_a_connection_is_opened(workspace, s
 
 
 def test_a_reservation_that_cannot_be_committed_sends_nothing_and_leaves_no_row(
-    workspace, smtp_sink, runtime
+    workspace, smtp_sink, runtime, mocker
 ):
-    # On a pooled connection the commit comes after MAIL FROM. A commit that fails (a disk
-    # error: a fault no input produces, hence the patch) comes before the hand-over, so nothing
-    # may arrive and nothing may stay written; the connection with the SMTP transaction it had
-    # begun is closed, not pooled.
+    # A commit that fails (a disk error: a fault no input produces, hence the patch) comes
+    # before any provider is contacted: nothing arrives, nothing stays written, and the result
+    # says the database was the trouble. The pooled connection was never touched.
     assert send(workspace, "first@example.com")["status"] == "sent"
     execution_id = approve(workspace["workspace_id"])
     fault = OperationalError("COMMIT", {}, sqlite3.OperationalError("disk I/O error"))
-    with (
-        mock.patch.object(RootTransaction, "commit", side_effect=fault),
-        pytest.raises(OperationalError),
-    ):
-        send(workspace, circuit_execution_id=execution_id)
+    failing_commit = mocker.patch.object(RootTransaction, "commit", side_effect=fault)
+    result = send(workspace, circuit_execution_id=execution_id)
+    mocker.stop(failing_commit)
 
+    assert result["email_id"] is None and result["error"]["code"] == "storage_unavailable"
+    assert "disk" not in str(result)  # the database's own message stays in the log
     assert [m.rcpt_tos for m in smtp_sink.messages] == [["first@example.com"]]
     with runtime.sessions() as session:
         rows = session.scalars(
             select(EmailExecution).where(EmailExecution.circuit_execution_id == execution_id)
         ).all()
     assert rows == []
-    assert runtime.delivery.providers[0]._idle == []
+    assert runtime.delivery.providers[0].idle_connections == 1
 
     again = send(workspace, circuit_execution_id=execution_id)  # not a duplicate: nothing was
     assert again["status"] == "sent", again

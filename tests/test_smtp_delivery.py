@@ -14,7 +14,7 @@ from persistence import EmailExecution
 from tests.builders import make_settings, send
 from tests.observers import attempt_rows, committed_statuses
 from tests.smtp_sink import DROP, HANG_UP
-from tools.providers.smtp import _data_payload
+from tools.providers.smtp import data_payload
 
 
 def test_transient_4xx_is_retried_with_exponential_backoff(smtp_sink, sqlite_url, tmp_path):
@@ -148,24 +148,43 @@ def test_one_connection_is_reused_for_many_sends(workspace, smtp_sink, runtime):
     assert smtp_sink.recorder.sessions == 1
 
 
-def test_idle_connection_is_replaced_before_sending(workspace, smtp_sink, runtime):
+class _Clock:
+    """A monotonic clock the test moves."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def aging(settings):
+    """The tools on a clock of the test's for the SMTP pool's idle connections."""
+    clock = _Clock()
+    yield tools.configure(settings, monotonic=clock), clock
+    tools.shutdown()
+
+
+def test_idle_connection_is_replaced_before_sending(aging, smtp_sink):
+    _, clock = aging
+    workspace = tools.create_workspace("W", "w@w.example", "1 Road, Town")
     assert send(workspace, "a@example.com")["status"] == "sent"
-    provider = runtime.delivery.providers[0]
-    connection, last_used = provider._idle[0]
-    provider._idle[0] = (connection, last_used - 3600)  # as if idle for an hour
+    clock.now += 30  # still trusted
     assert send(workspace, "b@example.com")["status"] == "sent"
+    assert smtp_sink.recorder.sessions == 1
+    clock.now += 3600  # idle for an hour
+    assert send(workspace, "c@example.com")["status"] == "sent"
     assert smtp_sink.recorder.sessions == 2
 
 
-def test_a_stale_connection_says_quit_only_after_the_reservation_is_committed(
-    workspace, smtp_sink, runtime
-):
+def test_a_stale_connection_says_quit_only_after_the_reservation_is_committed(aging, smtp_sink):
     # A server that dropped the session may never answer QUIT: that wait (up to the timeout)
     # must not hold the reservation's lock.
+    runtime, clock = aging
+    workspace = tools.create_workspace("W", "w@w.example", "1 Road, Town")
     assert send(workspace, "a@example.com")["status"] == "sent"
-    provider = runtime.delivery.providers[0]
-    connection, last_used = provider._idle[0]
-    provider._idle[0] = (connection, last_used - 3600)  # as if idle for an hour
+    clock.now += 3600
     seen: list[list[str]] = []
     smtp_sink.recorder.on_quit = lambda: seen.append(committed_statuses(runtime))
 
@@ -188,7 +207,7 @@ def test_connections_are_shared_by_threads_and_not_left_open_per_thread(
     assert all(r["status"] == "sent" for r in results)
     assert len(smtp_sink.messages) == 26
     assert smtp_sink.recorder.sessions <= 4
-    assert len(runtime.delivery.providers[0]._idle) <= 4
+    assert runtime.delivery.providers[0].idle_connections <= 4
 
 
 def test_refused_main_recipient_sends_nothing_to_the_copies(workspace, smtp_sink, runtime):
@@ -228,7 +247,7 @@ def test_a_message_that_fails_to_build_leaves_no_open_transaction_behind(
     ):
         send(workspace, "a@example.com")
     assert smtp_sink.messages == []
-    assert runtime.delivery.providers[0]._idle == []  # closed, not pooled
+    assert runtime.delivery.providers[0].idle_connections == 0  # closed, not pooled
 
     assert send(workspace, "b@example.com")["status"] == "sent"
     assert [m.rcpt_tos for m in smtp_sink.messages] == [["b@example.com"]]
@@ -273,7 +292,7 @@ def test_a_connection_lost_before_data_is_answered_is_retried(workspace, smtp_si
 )
 def test_the_data_is_dot_stuffed_and_ends_with_the_dot_line(message, payload):
     # RFC 5321 4.5.2: otherwise a body line "." would end the message there.
-    assert _data_payload(message) == payload
+    assert data_payload(message) == payload
 
 
 def test_temporarily_refused_recipient_is_retried(workspace, smtp_sink, runtime):

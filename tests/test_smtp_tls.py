@@ -75,7 +75,7 @@ def _authenticator(server: Any, session: Any, envelope: Any, mechanism: str, dat
 EMAIL = outgoing_email(
     sender_name="Acme",
     subject="Over TLS",
-    render=lambda: Content(html="<p>secret</p>", text="secret", headers={}),
+    content=Content(html="<p>secret</p>", text="secret", headers={}),
 )
 
 

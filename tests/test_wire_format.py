@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 
 from tests.builders import ASSET, outgoing_email, send
 from tests.observers import body_of, parse_message
-from tools.mime import SMTP_POLICY, build_mime, quoted_printable
 from tools.providers.base import Attachment, Content
+from tools.providers.smtp_mime import SMTP_POLICY, build_mime, quoted_printable
 
 
 def _lines(raw: bytes) -> list[bytes]:
@@ -291,7 +291,7 @@ def test_the_message_is_byte_for_byte_what_the_stdlib_generator_writes(text, att
         cc=("carol@example.com", "dave@example.com"),
         bcc=("erin@example.com",),  # never a header
         subject="Ünïcode subject that is long enough to be folded over more than one line " * 3,
-        render=lambda: Content(
+        content=Content(
             html=f"<p>{text}</p>",
             text=text,
             headers={
@@ -305,7 +305,7 @@ def test_the_message_is_byte_for_byte_what_the_stdlib_generator_writes(text, att
     )
     date = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 
-    raw = build_mime(email, email.content, date)
+    raw = build_mime(email, date)
 
     # The boundaries are random: the stdlib's tree gets the ones this message has.
     boundaries = re.findall(r'boundary="(=_[0-9a-f]{32})"', raw.decode("ascii"))

@@ -1,42 +1,72 @@
 """The deterministic tool functions: every side effect of the service happens here.
 
 JSON-serialisable values in and out; expected failures come back as results with an error
-code, never as exceptions. `TOOL_SCHEMAS` holds each function's JSON schema.
+code, never as exceptions (`tools/boundary.py`). `TOOL_SCHEMAS` holds the JSON schema of each
+function a model may be given.
 """
 
+from typing import Any
+
+from persistence.states import AttemptOutcome, CorrectionAction, ExecutionStatus
 from tools.addresses import describe_address
+from tools.boundary import ToolFunction, tool_function
 from tools.circuits import record_circuit_result, validate_circuits
 from tools.engagement import collect_metrics, fold_waiting_events, receive_webhook
 from tools.errors import ToolFailure, echo
 from tools.metrics import get_engagement_metrics, get_send_history, provider_performance
 from tools.runtime import configure, get_runtime, shutdown
-from tools.schemas import TOOL_SCHEMAS, ValidateEmailArgs, parse
-from tools.self_correction import escalate_stalled_sends, self_correct
-from tools.sending import send_due_emails, send_email
+from tools.schemas import ValidateEmailArgs
+from tools.self_correction import self_correct
+from tools.send import send_due_emails, send_email
+from tools.stalled_sends import escalate_stalled_sends
 from tools.status import get_email_status
 from tools.suppression import describe_unsubscribe, is_suppressed, suppress, unsubscribe
 from tools.workspaces import create_workspace, rotate_api_key, workspace_for_api_key
 
 
-def validate_email(email: str) -> dict:
+def _invalid(arguments: Any, failure: ToolFailure) -> dict[str, Any]:
+    return {
+        "email": echo(arguments.get("email")),
+        "valid": False,
+        "error": failure.message,
+        "error_code": "invalid_input",
+    }
+
+
+@tool_function(ValidateEmailArgs, on_failure=_invalid)
+def validate_email(args: ValidateEmailArgs) -> dict[str, Any]:
     """Check an address: `{email, valid, normalized, local, domain, ascii_email, smtputf8}`
     or `{email, valid: false, error, error_code}`."""
-    try:
-        args = parse(ValidateEmailArgs, {"email": email})
-    except ToolFailure as failure:
-        return {
-            "email": echo(email),
-            "valid": False,
-            "error": failure.message,
-            "error_code": "invalid_input",
-        }
     return describe_address(
         args.email, check_deliverability=get_runtime().settings.check_deliverability
     )
 
 
+_JSON_TOOLS: tuple[ToolFunction[Any, Any], ...] = (
+    create_workspace,
+    record_circuit_result,
+    validate_circuits,
+    validate_email,
+    send_email,
+    get_email_status,
+    self_correct,
+    suppress,
+    is_suppressed,
+    unsubscribe,
+    describe_unsubscribe,
+    rotate_api_key,
+    get_engagement_metrics,
+    get_send_history,
+    provider_performance,
+    collect_metrics,
+)
+TOOL_SCHEMAS: dict[str, dict[str, Any]] = {tool.__name__: tool.schema for tool in _JSON_TOOLS}
+
 __all__ = [
     "TOOL_SCHEMAS",
+    "AttemptOutcome",
+    "CorrectionAction",
+    "ExecutionStatus",
     "collect_metrics",
     "configure",
     "create_workspace",

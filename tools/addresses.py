@@ -1,4 +1,8 @@
-"""Email address checks (email-validator) for the `validate_email` tool and the send pipeline."""
+"""Email addresses: checking them (email-validator) and the one identity they are matched by.
+
+Every comparison of addresses (suppression, the recipient throttle, idempotency, attributing
+a webhook event) goes through `address_key` or `CheckedAddress.key`, which agree.
+"""
 
 from __future__ import annotations
 
@@ -20,6 +24,15 @@ class CheckedAddress:
     def key(self) -> str:
         """Case-insensitive identity used for suppression, throttling and idempotency."""
         return self.normalized.lower()
+
+
+def address_key(email: str, field: str = "email") -> str:
+    """The case-insensitive identity of an address, or `ToolFailure(invalid_input)`."""
+    try:
+        info = _validate(email, check_deliverability=False)
+    except EmailNotValidError as error:
+        raise ToolFailure(ErrorCode.INVALID_INPUT, f"{field}: {error}", field=field) from None
+    return info.normalized.lower()
 
 
 def check_address(address: str, *, check_deliverability: bool, field: str) -> CheckedAddress:

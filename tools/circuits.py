@@ -13,11 +13,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import Connection
+from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.orm import Session
 
 from persistence import CircuitExecutionLog, Workspace
-from tools import clock, send_queries
+from tools import clock
+from tools.boundary import tool_function
 from tools.errors import ErrorCode, ToolFailure, failure_result
 from tools.runtime import get_runtime
 from tools.schemas import (
@@ -26,10 +27,23 @@ from tools.schemas import (
     RecordCircuitResultArgs,
     ValidateCircuitsArgs,
     first_failure,
-    parse,
 )
 
 GENERATION_CIRCUIT = "CX06_GENERATION_EXECUTION"
+_logs = CircuitExecutionLog.__table__.c
+
+# Every circuit's logs for one execution (a few rows; the caller keeps the ones it needs): an
+# IN list here would be expanded into the SQL again on every execution. Built once: building
+# a statement per send cost more than running it.
+CIRCUIT_RESULTS = (
+    select(_logs.id, _logs.circuit_id, _logs.success, _logs.output_hash)
+    .where(
+        _logs.workspace_id == bindparam("workspace_id"),
+        _logs.circuit_execution_id == bindparam("circuit_execution_id"),
+    )
+    .order_by(_logs.created_at, _logs.id)
+)
+CIRCUIT_OUTPUT = select(_logs.output).where(_logs.id == bindparam("log_id"))
 
 
 def content_hash(asset: FinalAsset) -> str:
@@ -70,7 +84,7 @@ def circuit_state(
 ) -> CircuitState:
     """The newest result of each required circuit for one execution of one workspace."""
     rows = conn.execute(
-        send_queries.CIRCUIT_RESULTS,
+        CIRCUIT_RESULTS,
         {"workspace_id": workspace_id, "circuit_execution_id": circuit_execution_id},
     ).all()
     newest = {row.circuit_id: row for row in rows}  # CX07/CX08 logs too: never looked up
@@ -95,55 +109,30 @@ def generated_asset(conn: Connection, state: CircuitState) -> FinalAsset | None:
     """CX06's output as a final asset, or None when CX06 logged none."""
     if state.generated_log_id is None:
         return None
-    output = conn.scalar(send_queries.CIRCUIT_OUTPUT, {"log_id": state.generated_log_id})
+    output = conn.scalar(CIRCUIT_OUTPUT, {"log_id": state.generated_log_id})
     return asset_from_output(output)
 
 
-def record_circuit_result(
-    workspace_id: str,
-    circuit_execution_id: str,
-    circuit_id: str,
-    success: bool,
-    output: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+@tool_function(RecordCircuitResultArgs)
+def record_circuit_result(args: RecordCircuitResultArgs) -> dict[str, Any]:
     """Log one circuit run. CX06's `output` must be a valid final asset; it binds later sends."""
-    runtime = get_runtime()
-    arguments = {
-        "workspace_id": workspace_id,
-        "circuit_execution_id": circuit_execution_id,
-        "circuit_id": circuit_id,
-        "success": success,
-        "output": output,
-    }
-    try:
-        args = parse(RecordCircuitResultArgs, arguments)
-        output_hash = None
-        if args.circuit_id == GENERATION_CIRCUIT and args.output is not None:
-            try:
-                output_hash = content_hash(asset_from_output(args.output))
-            except ValidationError as error:
-                inner = first_failure(error)
-                raise ToolFailure(
-                    inner.code,
-                    f"CX06 output is not a valid final asset: {inner.message}",
-                    field=f"output.{inner.details.get('field', '')}",
-                ) from None
-        log_row = CircuitExecutionLog(
-            id=str(uuid.uuid4()),
-            workspace_id=args.workspace_id,
-            circuit_execution_id=args.circuit_execution_id,
-            circuit_id=args.circuit_id,
-            success=args.success,
-            output=args.output,
-            output_hash=output_hash,
-            created_at=clock.utcnow(),
-        )
-        with runtime.sessions() as session, session.begin():
-            if session.get(Workspace, args.workspace_id) is None:
-                raise ToolFailure(ErrorCode.UNKNOWN_WORKSPACE, "no such workspace")
-            session.add(log_row)
-    except ToolFailure as failure:
-        return failure_result(failure)
+    output_hash = None
+    if args.circuit_id == GENERATION_CIRCUIT and args.output is not None:
+        output_hash = content_hash(_generated_asset(args.output))
+    log_row = CircuitExecutionLog(
+        id=str(uuid.uuid4()),
+        workspace_id=args.workspace_id,
+        circuit_execution_id=args.circuit_execution_id,
+        circuit_id=args.circuit_id,
+        success=args.success,
+        output=args.output,
+        output_hash=output_hash,
+        created_at=clock.utcnow(),
+    )
+    with get_runtime().sessions.begin() as session:
+        if session.get(Workspace, args.workspace_id) is None:
+            raise ToolFailure(ErrorCode.UNKNOWN_WORKSPACE, "no such workspace")
+        session.add(log_row)
     return {
         "success": True,
         "log_id": log_row.id,
@@ -156,18 +145,28 @@ def record_circuit_result(
     }
 
 
-def validate_circuits(workspace_id: str, circuit_execution_id: str) -> dict[str, Any]:
-    """Whether CX01-CX06 all passed for this execution, with the lists of what did not."""
-    runtime = get_runtime()
+def _generated_asset(output: dict[str, Any]) -> FinalAsset:
+    """CX06's output as the asset it binds, or the failure saying why it is not one."""
     try:
-        args = parse(
-            ValidateCircuitsArgs,
-            {"workspace_id": workspace_id, "circuit_execution_id": circuit_execution_id},
-        )
-    except ToolFailure as failure:
-        return failure_result(failure, all_required_passed=False)
-    with runtime.sessions() as session:
-        state = circuit_state(session, args.workspace_id, args.circuit_execution_id)
+        return asset_from_output(output)
+    except ValidationError as error:
+        inner = first_failure(error)
+        raise ToolFailure(
+            inner.code,
+            f"CX06 output is not a valid final asset: {inner.message}",
+            field=f"output.{inner.details.get('field', '')}",
+        ) from None
+
+
+def _not_validated(arguments: Any, failure: ToolFailure) -> dict[str, Any]:
+    return failure_result(failure, all_required_passed=False)
+
+
+@tool_function(ValidateCircuitsArgs, on_failure=_not_validated)
+def validate_circuits(args: ValidateCircuitsArgs) -> dict[str, Any]:
+    """Whether CX01-CX06 all passed for this execution, with the lists of what did not."""
+    with get_runtime().reader.connect() as conn:
+        state = circuit_state(conn, args.workspace_id, args.circuit_execution_id)
     return {
         "workspace_id": args.workspace_id,
         "circuit_execution_id": args.circuit_execution_id,

@@ -25,11 +25,13 @@ from sqlalchemy.orm import Session
 
 from persistence import EmailExecution, EmailMetrics, ProviderEvent
 from tools import clock
+from tools.addresses import address_key
+from tools.boundary import tool_function
 from tools.errors import ErrorCode, ToolFailure, failure_result
 from tools.runtime import get_runtime
-from tools.schemas import WorkspaceArgs, parse
+from tools.schemas import ReceiveWebhookArgs, WorkspaceArgs
 from tools.status import ENGAGEMENT
-from tools.suppression import add_suppression, address_key
+from tools.suppression import add_suppression
 from tools.webhooks.events import EngagementEvent
 
 log = logging.getLogger(__name__)
@@ -40,7 +42,16 @@ _SUPPRESSES = {"complained": "complained", "unsubscribed": "unsubscribed"}
 WAITING_WINDOW = timedelta(days=7)
 
 
-def receive_webhook(provider: str, headers: Mapping[str, str], body: bytes) -> dict[str, Any]:
+def _refused(arguments: Mapping[str, Any], failure: ToolFailure) -> dict[str, Any]:
+    log.warning(
+        "webhook refused",
+        extra={"provider": arguments.get("provider"), "error_code": failure.code.value},
+    )
+    return failure_result(failure)
+
+
+@tool_function(ReceiveWebhookArgs, on_failure=_refused)
+def receive_webhook(args: ReceiveWebhookArgs) -> dict[str, Any]:
     """Verify one webhook request from `provider` ("sendgrid" or "resend") and record it.
 
     Nothing is stored unless the signature holds and the body parses. A redelivered event is
@@ -50,24 +61,20 @@ def receive_webhook(provider: str, headers: Mapping[str, str], body: bytes) -> d
     `webhook_not_configured`.
     """
     runtime = get_runtime()
-    try:
-        webhook = runtime.webhooks.get(provider)
-        if webhook is None:
-            raise ToolFailure(
-                ErrorCode.WEBHOOK_NOT_CONFIGURED,
-                f"{provider} webhooks are not configured on this server",
-            )
-        lowered = {name.lower(): value for name, value in headers.items()}
-        events, rejected = webhook.read(lowered, body)
-        with runtime.sessions() as session, session.begin():
-            stored = _store(session, events)
-            _fold(session, [(row, ex) for row in stored if (ex := _send_of(session, row))])
-    except ToolFailure as failure:
-        log.warning("webhook refused", extra={"provider": provider, "error_code": failure.code})
-        return failure_result(failure)
+    webhook = runtime.webhooks.get(args.provider)
+    if webhook is None:
+        raise ToolFailure(
+            ErrorCode.WEBHOOK_NOT_CONFIGURED,
+            f"{args.provider} webhooks are not configured on this server",
+        )
+    lowered = {name.lower(): value for name, value in args.headers.items()}
+    events, rejected = webhook.read(lowered, args.body)
+    with runtime.sessions.begin() as session:
+        stored = _store(session, events)
+        _fold(session, [(row, ex) for row in stored if (ex := _send_of(session, row))])
     log.info(
         "webhook events stored",
-        extra={"provider": provider, "stored": len(stored), "rejected": rejected},
+        extra={"provider": args.provider, "stored": len(stored), "rejected": rejected},
     )
     return {
         "success": True,
@@ -117,15 +124,12 @@ def fold_waiting_events(workspace_id: str | None = None, limit: int = 1000) -> i
     return len(links)
 
 
-def collect_metrics(workspace_id: str) -> dict[str, Any]:
+@tool_function(WorkspaceArgs)
+def collect_metrics(args: WorkspaceArgs) -> dict[str, Any]:
     """Fold this workspace's events that arrived before their send was recorded.
 
     Returns `{workspace_id, metrics_collected, message}` (the number of events folded now).
     """
-    try:
-        args = parse(WorkspaceArgs, {"workspace_id": workspace_id})
-    except ToolFailure as failure:
-        return failure_result(failure)
     folded = fold_waiting_events(args.workspace_id)
     return {
         "success": True,

@@ -23,6 +23,11 @@ class ErrorCode(StrEnum):
     ALL_PROVIDERS_FAILED = "all_providers_failed"
     DELIVERY_UNCONFIRMED = "delivery_unconfirmed"  # handed over, no answer: maybe delivered
     INTERNAL_ERROR = "internal_error"
+    # The database could not be reached: nothing was written (and, for a send, nothing sent).
+    STORAGE_UNAVAILABLE = "storage_unavailable"
+    # A send was handed to a provider (or failed there) but its outcome could not be recorded;
+    # the row stays `sending` until the stalled-send sweep escalates it. Do not retry blindly.
+    DELIVERY_UNRECORDED = "delivery_unrecorded"
     NOT_FOUND = "not_found"
     INVALID_SIGNATURE = "invalid_signature"  # a webhook request not signed by its provider
     WEBHOOK_NOT_CONFIGURED = "webhook_not_configured"
@@ -31,7 +36,8 @@ class ErrorCode(StrEnum):
 class ToolFailure(Exception):
     """An expected failure raised inside a tool and turned into a result at its edge.
 
-    Never escapes a public tool function: each one catches it and returns `error_dict()`.
+    Never escapes a public tool function: `tools.boundary` turns it into the tool's error
+    result.
     """
 
     def __init__(self, code: ErrorCode, message: str, **details: Any) -> None:
@@ -52,13 +58,3 @@ def echo(value: Any, limit: int = 320) -> str | None:
 def failure_result(failure: ToolFailure, **fields: Any) -> dict[str, Any]:
     """The result a simple tool returns for an expected failure."""
     return {"success": False, **fields, "error": failure.error_dict()}
-
-
-def email_not_found(email_id: Any, failure: ToolFailure | None = None) -> dict[str, Any]:
-    """The result of a lookup by email_id that found nothing, or could not look (`failure`)."""
-    error = (
-        failure.error_dict()
-        if failure is not None
-        else {"code": ErrorCode.NOT_FOUND.value, "message": "no such email"}
-    )
-    return {"email_id": echo(email_id), "found": False, "error": error}

@@ -7,27 +7,22 @@ from typing import Any
 
 from sqlalchemy import case, func, select
 
-from persistence import DeliveryAttempt, EmailExecution, EmailMetrics
+from persistence import AttemptOutcome, DeliveryAttempt, EmailExecution, EmailMetrics
+from tools.addresses import address_key
+from tools.boundary import tool_function
 from tools.clock import iso
-from tools.errors import ToolFailure, failure_result
 from tools.runtime import get_runtime
-from tools.schemas import EngagementMetricsArgs, SendHistoryArgs, WorkspaceArgs, parse
+from tools.schemas import EngagementMetricsArgs, SendHistoryArgs, WorkspaceArgs
 from tools.status import ENGAGEMENT, engagement_dict
-from tools.suppression import address_key
 
 
-def get_engagement_metrics(workspace_id: str, circuit_execution_id: str) -> dict[str, Any]:
+@tool_function(EngagementMetricsArgs)
+def get_engagement_metrics(args: EngagementMetricsArgs) -> dict[str, Any]:
     """Engagement of the emails one circuit execution sent (seed 001's metrics shape).
 
     `metrics` says whether any of them was delivered, opened, ...; `emails` has each one's.
     """
-    runtime = get_runtime()
-    arguments = {"workspace_id": workspace_id, "circuit_execution_id": circuit_execution_id}
-    try:
-        args = parse(EngagementMetricsArgs, arguments)
-    except ToolFailure as failure:
-        return failure_result(failure)
-    with runtime.sessions() as session:
+    with get_runtime().read_sessions() as session:
         rows = session.execute(
             select(EmailExecution, EmailMetrics)
             .join(EmailMetrics, EmailMetrics.execution_id == EmailExecution.id, isouter=True)
@@ -57,36 +52,19 @@ def get_engagement_metrics(workspace_id: str, circuit_execution_id: str) -> dict
     }
 
 
-def get_send_history(
-    workspace_id: str,
-    client_id: str | None = None,
-    recipient: str | None = None,
-    limit: int = 50,
-    offset: int = 0,
-) -> dict[str, Any]:
+@tool_function(SendHistoryArgs)
+def get_send_history(args: SendHistoryArgs) -> dict[str, Any]:
     """The workspace's sends, newest first, optionally for one client and/or recipient.
 
     Paged by `limit` (1-500) and `offset`; `total_count` counts every match.
     """
-    runtime = get_runtime()
-    arguments = {
-        "workspace_id": workspace_id,
-        "client_id": client_id,
-        "recipient": recipient,
-        "limit": limit,
-        "offset": offset,
-    }
-    try:
-        args = parse(SendHistoryArgs, arguments)
-        recipient_key = address_key(args.recipient) if args.recipient else None
-    except ToolFailure as failure:
-        return failure_result(failure)
+    recipient_key = address_key(args.recipient, "recipient") if args.recipient else None
     filters = [EmailExecution.workspace_id == args.workspace_id]
     if args.client_id is not None:
         filters.append(EmailExecution.client_id == args.client_id)
     if recipient_key is not None:
         filters.append(EmailExecution.recipient_key == recipient_key)
-    with runtime.sessions() as session:
+    with get_runtime().read_sessions() as session:
         total = session.scalar(select(func.count()).select_from(EmailExecution).where(*filters))
         rows = session.execute(
             select(EmailExecution, EmailMetrics)
@@ -121,16 +99,12 @@ def get_send_history(
     }
 
 
-def provider_performance(workspace_id: str) -> dict[str, Any]:
+@tool_function(WorkspaceArgs)
+def provider_performance(args: WorkspaceArgs) -> dict[str, Any]:
     """Per provider, over this workspace's delivery attempts: emails tried, emails it sent,
     success rate (sent / tried), attempts and mean latency."""
-    runtime = get_runtime()
-    try:
-        args = parse(WorkspaceArgs, {"workspace_id": workspace_id})
-    except ToolFailure as failure:
-        return failure_result(failure)
-    sent = case((DeliveryAttempt.outcome == "sent", DeliveryAttempt.execution_id))
-    with runtime.sessions() as session:
+    sent = case((DeliveryAttempt.outcome == AttemptOutcome.SENT, DeliveryAttempt.execution_id))
+    with get_runtime().read_sessions() as session:
         rows = session.execute(
             select(
                 DeliveryAttempt.provider,

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections.abc import Callable
+from typing import Any
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from persistence import make_engine, make_session_factory, upgrade_to_head
+from persistence import make_engine, make_session_factory, read_only, upgrade_to_head
 from settings import Settings, load_settings
 from tools.dev_smtp_server import LocalSMTPServer, OutboxHandler
 from tools.providers.base import Provider
@@ -28,13 +31,27 @@ log = logging.getLogger(__name__)
 
 
 class Runtime:
-    """Everything one process needs to run the tools, built once from `Settings`."""
+    """Everything one process needs to run the tools, built once from `Settings`.
 
-    def __init__(self, settings: Settings) -> None:
+    `engine`/`sessions` write; `reader`/`read_sessions` only read (their transactions never
+    wait for a writer: see `persistence.read_only`). `sleep` is how the delivery chain waits
+    between retries and `monotonic` how the SMTP pool ages its connections: tests pass their
+    own, to see the waits asked for and to move time.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.settings = settings
         self.engine: Engine = make_engine(settings.database_url)
         upgrade_to_head(self.engine)
         self.sessions: sessionmaker[Session] = make_session_factory(self.engine)
+        self.reader: Engine = read_only(self.engine)
+        self.read_sessions: sessionmaker[Session] = make_session_factory(self.reader)
         self.tokens = UnsubscribeTokens(
             resolve_signing_secret(settings),
             max_age_seconds=settings.unsubscribe_token_max_age_days * 86_400,
@@ -55,13 +72,14 @@ class Runtime:
         if not settings.public_base_url.startswith("https://"):
             log.warning("EMAIL_PUBLIC_BASE_URL is not https; one-click unsubscribe needs https")
         self.delivery = DeliveryChain(
-            self._providers(settings),
+            self._providers(settings, monotonic),
             max_retries=settings.max_retries,
             initial_delay=settings.retry_initial_delay,
             max_delay=settings.retry_max_delay,
+            sleep=sleep,
         )
 
-    def _providers(self, settings: Settings) -> list[Provider]:
+    def _providers(self, settings: Settings, monotonic: Callable[[], float]) -> list[Provider]:
         """The configured providers in fallback order: SendGrid, Resend, SMTP."""
         providers: list[Provider] = []
         if settings.sendgrid_api_key:
@@ -98,6 +116,7 @@ class Runtime:
                     username=settings.smtp_username,
                     password=settings.smtp_password,
                     timeout=settings.timeout_seconds,
+                    monotonic=monotonic,
                 )
             )
         return providers
@@ -130,20 +149,24 @@ _current: Runtime | None = None
 _lock = threading.Lock()
 
 
-def configure(settings: Settings | None = None) -> Runtime:
-    """Replace the runtime with one built from `settings` (default: the environment)."""
+def configure(settings: Settings | None = None, **clocks: Any) -> Runtime:
+    """Replace the runtime with one built from `settings` (default: the environment);
+    `clocks` are `Runtime`'s `sleep` and `monotonic`, for tests."""
     global _current
     with _lock:
         if _current is not None:
             _current.close()
             _current = None
-        _current = Runtime(settings or load_settings())
+        _current = Runtime(settings or load_settings(), **clocks)
         return _current
 
 
 def get_runtime() -> Runtime:
     """The current runtime, built from the environment on first use."""
     global _current
+    current = _current  # every tool call asks: no lock once it exists
+    if current is not None:
+        return current
     with _lock:
         if _current is None:
             _current = Runtime(load_settings())

@@ -1,8 +1,9 @@
 """Argument models of the public tool functions: the one place input shape is checked.
 
-Each tool parses its arguments through its model here; the JSON schema each model produces is
-the one the EmailAgent advertises (`TOOL_SCHEMAS`). Pydantic errors are mapped onto the
-interface's error codes by `first_failure`, in the pipeline's order of checks.
+Each tool is declared by its model (`tools.boundary.tool_function`): the model's fields, in
+order, are the function's parameters, and its JSON schema is the one the EmailAgent
+advertises. Pydantic errors are mapped onto the interface's error codes by `first_failure`,
+in the pipeline's order of checks.
 """
 
 from __future__ import annotations
@@ -226,10 +227,13 @@ class SendEmailFields(_Args):
         return self
 
 
-class SendEmailArgs(SendEmailFields):
-    """Send one circuit-approved email to one recipient."""
-
+class _InWorkspace(_Args):
     workspace_id: Annotated[UUIDStr, Field(description="The tenant (UUID)")]
+
+
+# Bases in this order put `workspace_id` first: pydantic takes fields from the last base first.
+class SendEmailArgs(SendEmailFields, _InWorkspace):
+    """Send one circuit-approved email to one recipient."""
 
 
 class CreateWorkspaceArgs(_Args):
@@ -274,10 +278,8 @@ class CircuitResultFields(_Args):
     output: Annotated[dict[str, Any], AfterValidator(_json_object)] | None = None
 
 
-class RecordCircuitResultArgs(CircuitResultFields):
+class RecordCircuitResultArgs(CircuitResultFields, _InWorkspace):
     """Log one circuit run; CX06's `output` is the final asset later sends must match."""
-
-    workspace_id: UUIDStr
 
 
 class ValidateCircuitsArgs(_Args):
@@ -321,6 +323,14 @@ class IsSuppressedArgs(_Args):
 
     workspace_id: UUIDStr
     email: Address
+
+
+class ReceiveWebhookArgs(_Args):
+    """Verify one provider webhook request and record its events."""
+
+    provider: Annotated[str, Field(max_length=32)]
+    headers: dict[str, str]
+    body: bytes
 
 
 class UnsubscribeArgs(_Args):
@@ -367,28 +377,3 @@ def parse(model: type[M], arguments: dict[str, Any]) -> M:
         return model.model_validate({k: v for k, v in arguments.items() if v is not None})
     except ValidationError as error:
         raise first_failure(error) from None
-
-
-def _schema(name: str, model: type[BaseModel]) -> dict[str, Any]:
-    return {
-        "name": name,
-        "description": (model.__doc__ or "").strip(),
-        "parameters": model.model_json_schema(),
-    }
-
-
-TOOL_SCHEMAS: dict[str, dict[str, Any]] = {
-    name: _schema(name, model)
-    for name, model in {
-        "create_workspace": CreateWorkspaceArgs,
-        "record_circuit_result": RecordCircuitResultArgs,
-        "validate_circuits": ValidateCircuitsArgs,
-        "validate_email": ValidateEmailArgs,
-        "send_email": SendEmailArgs,
-        "get_email_status": GetEmailStatusArgs,
-        "self_correct": SelfCorrectArgs,
-        "suppress": SuppressArgs,
-        "is_suppressed": IsSuppressedArgs,
-        "unsubscribe": UnsubscribeArgs,
-    }.items()
-}

@@ -7,13 +7,22 @@ from typing import Any
 from sqlalchemy import func, select
 
 from persistence import DeliveryAttempt, EmailExecution, EmailMetrics
+from tools.boundary import not_found_failure, tool_function
 from tools.clock import iso
-from tools.errors import ToolFailure, email_not_found
+from tools.correction_log import actions_for
+from tools.errors import ErrorCode, ToolFailure
 from tools.runtime import get_runtime
-from tools.schemas import GetEmailStatusArgs, parse
-from tools.self_correction import actions_for
+from tools.schemas import GetEmailStatusArgs
 
 ENGAGEMENT = ("delivered", "bounced", "opened", "clicked", "unsubscribed", "complained")
+
+
+def load_execution(email_id: str) -> EmailExecution:
+    """The execution row of an `email_id` known to exist."""
+    with get_runtime().read_sessions() as session:
+        row = session.get(EmailExecution, email_id)
+    assert row is not None, f"no execution {email_id}"
+    return row
 
 
 def engagement_dict(metrics: EmailMetrics | None) -> dict[str, Any] | None:
@@ -28,21 +37,16 @@ def engagement_dict(metrics: EmailMetrics | None) -> dict[str, Any] | None:
     return result
 
 
-def get_email_status(email_id: str, workspace_id: str | None = None) -> dict[str, Any]:
+@tool_function(GetEmailStatusArgs, on_failure=not_found_failure)
+def get_email_status(args: GetEmailStatusArgs) -> dict[str, Any]:
     """Status, provider, attempts, last error, engagement and CX08 decisions of one email.
 
     With `workspace_id`, an email of another workspace is reported as not found.
     """
-    runtime = get_runtime()
-    arguments = {"email_id": email_id, "workspace_id": workspace_id}
-    try:
-        args = parse(GetEmailStatusArgs, arguments)
-    except ToolFailure as failure:
-        return email_not_found(email_id, failure)
-    with runtime.sessions() as session:
+    with get_runtime().read_sessions() as session:
         row = session.get(EmailExecution, args.email_id)
-        if row is None or (args.workspace_id is not None and row.workspace_id != args.workspace_id):
-            return email_not_found(args.email_id)
+        if row is None or args.workspace_id not in (None, row.workspace_id):
+            raise ToolFailure(ErrorCode.NOT_FOUND, "no such email")
         attempts = session.scalar(
             select(func.count()).where(DeliveryAttempt.execution_id == row.id)
         )

@@ -11,26 +11,27 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
-from email_validator import EmailNotValidError
-from email_validator import validate_email as _validate
-from sqlalchemy import Connection, Row, and_, select, update
+from sqlalchemy import Connection, Row, and_, bindparam, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from persistence import EmailMetrics, Suppression, Workspace
-from tools import clock, send_queries
-from tools.errors import ErrorCode, ToolFailure, failure_result
+from tools import clock
+from tools.addresses import address_key
+from tools.boundary import tool_function
+from tools.errors import ErrorCode, ToolFailure
 from tools.runtime import get_runtime
-from tools.schemas import IsSuppressedArgs, SuppressArgs, UnsubscribeArgs, parse
+from tools.schemas import IsSuppressedArgs, SuppressArgs, UnsubscribeArgs
 
-
-def address_key(email: str) -> str:
-    """The lower-cased normalised form addresses are matched by, or `ToolFailure`."""
-    try:
-        info = _validate(email, check_deliverability=False)
-    except EmailNotValidError as error:
-        raise ToolFailure(ErrorCode.INVALID_INPUT, f"email: {error}", field="email") from None
-    return info.normalized.lower()
+_sup = Suppression.__table__.c
+# An entry blocks while it lasts: a bounce for `bounce_days`, anything else for good. (The send
+# checks use the same clause: tools/send/queries.py.)
+BLOCKING_SUPPRESSION = (
+    _sup.workspace_id == bindparam("workspace_id"),
+    _sup.email.in_(bindparam("keys", expanding=True)),
+    or_(_sup.reason != "bounced", _sup.suppressed_at >= bindparam("bounce_cutoff")),
+)
+ACTIVE_SUPPRESSION = select(_sup.email, _sup.reason).where(*BLOCKING_SUPPRESSION).limit(1)
 
 
 def active_suppression(
@@ -44,7 +45,7 @@ def active_suppression(
     """(email, reason) of the first entry that blocks any of `keys` at `now` (default: now)."""
     cutoff = (now or clock.utcnow()) - timedelta(days=bounce_days)
     return conn.execute(
-        send_queries.ACTIVE_SUPPRESSION,
+        ACTIVE_SUPPRESSION,
         {"workspace_id": workspace_id, "keys": list(keys), "bounce_cutoff": cutoff},
     ).first()
 
@@ -86,38 +87,19 @@ def add_suppression(
     return entry
 
 
-def suppress(
-    workspace_id: str, email: str, reason: str, bounce_type: str | None = None
-) -> dict[str, Any]:
+@tool_function(SuppressArgs)
+def suppress(args: SuppressArgs) -> dict[str, Any]:
     """Block sends from this workspace to `email` (bounced, complained or unsubscribed)."""
-    runtime = get_runtime()
-    arguments = {
-        "workspace_id": workspace_id,
-        "email": email,
-        "reason": reason,
-        "bounce_type": bounce_type,
-    }
-    try:
-        args = parse(SuppressArgs, arguments)
-        if args.bounce_type is not None and args.reason != "bounced":
-            raise ToolFailure(
-                ErrorCode.INVALID_INPUT,
-                "bounce_type is only for reason 'bounced'",
-                field="bounce_type",
-            )
-        key = address_key(args.email)
-        with runtime.sessions() as session, session.begin():
-            if session.get(Workspace, args.workspace_id) is None:
-                raise ToolFailure(ErrorCode.UNKNOWN_WORKSPACE, "no such workspace")
-            entry = add_suppression(
-                session,
-                args.workspace_id,
-                key,
-                args.reason,
-                args.bounce_type or ("hard" if args.reason == "bounced" else None),
-            )
-    except ToolFailure as failure:
-        return failure_result(failure)
+    if args.bounce_type is not None and args.reason != "bounced":
+        raise ToolFailure(
+            ErrorCode.INVALID_INPUT, "bounce_type is only for reason 'bounced'", field="bounce_type"
+        )
+    key = address_key(args.email)
+    bounce_type = args.bounce_type or ("hard" if args.reason == "bounced" else None)
+    with get_runtime().sessions.begin() as session:
+        if session.get(Workspace, args.workspace_id) is None:
+            raise ToolFailure(ErrorCode.UNKNOWN_WORKSPACE, "no such workspace")
+        entry = add_suppression(session, args.workspace_id, key, args.reason, bounce_type)
     return {
         "success": True,
         "workspace_id": entry.workspace_id,
@@ -128,51 +110,44 @@ def suppress(
     }
 
 
-def is_suppressed(workspace_id: str, email: str) -> bool:
-    """Whether sends from this workspace to `email` are blocked now (False for bad input)."""
+def _cannot_tell(arguments: Any, failure: ToolFailure) -> bool:
+    return False
+
+
+@tool_function(IsSuppressedArgs, on_failure=_cannot_tell)
+def is_suppressed(args: IsSuppressedArgs) -> bool:
+    """Whether sends from this workspace to `email` are blocked now.
+
+    False when it cannot tell (bad input, the database unreachable): the send pipeline makes
+    its own check, in the transaction that reserves the send.
+    """
     runtime = get_runtime()
-    try:
-        args = parse(IsSuppressedArgs, {"workspace_id": workspace_id, "email": email})
-        key = address_key(args.email)
-    except ToolFailure:
-        return False
-    with runtime.sessions() as session:
+    key = address_key(args.email)
+    with runtime.read_sessions() as session:
         entry = active_suppression(
-            session,
-            args.workspace_id,
-            [key],
-            bounce_days=runtime.settings.bounce_suppression_days,
+            session, args.workspace_id, [key], bounce_days=runtime.settings.bounce_suppression_days
         )
     return entry is not None
 
 
-def describe_unsubscribe(token: str) -> dict[str, Any]:
+@tool_function(UnsubscribeArgs)
+def describe_unsubscribe(args: UnsubscribeArgs) -> dict[str, Any]:
     """What an unsubscribe link would do, without doing it (for the confirmation page).
 
     `{success, workspace_id, workspace_name, email, already_unsubscribed}`, or a failure
     saying why the link is not valid.
     """
     runtime = get_runtime()
-    try:
-        args = parse(UnsubscribeArgs, {"token": token})
-        workspace_id, email, _ = runtime.tokens.read(args.token)
-        with runtime.sessions() as session:
-            workspace = session.get(Workspace, workspace_id)
-            if workspace is None:
-                raise ToolFailure(
-                    ErrorCode.INVALID_INPUT,
-                    "this unsubscribe link is not valid",
-                    reason="unknown_workspace",
-                )
-            done = session.scalars(
-                select(Suppression.id).where(
-                    Suppression.workspace_id == workspace_id,
-                    Suppression.email == email,
-                    Suppression.reason == "unsubscribed",
-                )
-            ).first()
-    except ToolFailure as failure:
-        return failure_result(failure)
+    workspace_id, email, _ = runtime.tokens.read(args.token)
+    with runtime.read_sessions() as session:
+        workspace = _token_workspace(session, workspace_id)
+        done = session.scalars(
+            select(Suppression.id).where(
+                Suppression.workspace_id == workspace_id,
+                Suppression.email == email,
+                Suppression.reason == "unsubscribed",
+            )
+        ).first()
     return {
         "success": True,
         "workspace_id": workspace_id,
@@ -182,37 +157,41 @@ def describe_unsubscribe(token: str) -> dict[str, Any]:
     }
 
 
-def unsubscribe(token: str) -> dict[str, Any]:
+@tool_function(UnsubscribeArgs)
+def unsubscribe(args: UnsubscribeArgs) -> dict[str, Any]:
     """Honour an unsubscribe link: suppress its address with reason `unsubscribed`.
 
     A tampered, expired or foreign token changes nothing and says why.
     """
     runtime = get_runtime()
-    try:
-        args = parse(UnsubscribeArgs, {"token": token})
-        workspace_id, email, email_id = runtime.tokens.read(args.token)
-        with runtime.sessions() as session, session.begin():
-            if session.get(Workspace, workspace_id) is None:
-                raise ToolFailure(
-                    ErrorCode.INVALID_INPUT,
-                    "this unsubscribe link is not valid",
-                    reason="unknown_workspace",
-                )
-            # The metrics row before the suppression entry: the order webhooks lock them in.
-            if email_id is not None:
-                now = clock.utcnow()
-                session.execute(
-                    update(EmailMetrics)
-                    .where(
-                        and_(
-                            EmailMetrics.execution_id == email_id,
-                            EmailMetrics.workspace_id == workspace_id,
-                            EmailMetrics.unsubscribed.is_(False),
-                        )
+    workspace_id, email, email_id = runtime.tokens.read(args.token)
+    with runtime.sessions.begin() as session:
+        _token_workspace(session, workspace_id)
+        # The metrics row before the suppression entry: the order webhooks lock them in.
+        if email_id is not None:
+            now = clock.utcnow()
+            session.execute(
+                update(EmailMetrics)
+                .where(
+                    and_(
+                        EmailMetrics.execution_id == email_id,
+                        EmailMetrics.workspace_id == workspace_id,
+                        EmailMetrics.unsubscribed.is_(False),
                     )
-                    .values(unsubscribed=True, unsubscribed_at=now, collected_at=now)
                 )
-            add_suppression(session, workspace_id, email, "unsubscribed", None)
-    except ToolFailure as failure:
-        return failure_result(failure)
+                .values(unsubscribed=True, unsubscribed_at=now, collected_at=now)
+            )
+        add_suppression(session, workspace_id, email, "unsubscribed", None)
     return {"success": True, "workspace_id": workspace_id, "email": email}
+
+
+def _token_workspace(session: Session, workspace_id: str) -> Workspace:
+    """The workspace a verified token names, or the failure that makes its link invalid."""
+    workspace = session.get(Workspace, workspace_id)
+    if workspace is None:
+        raise ToolFailure(
+            ErrorCode.INVALID_INPUT,
+            "this unsubscribe link is not valid",
+            reason="unknown_workspace",
+        )
+    return workspace

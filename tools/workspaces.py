@@ -12,9 +12,10 @@ from sqlalchemy import select
 from persistence import Workspace
 from tools import clock
 from tools.addresses import check_address
-from tools.errors import ErrorCode, ToolFailure, failure_result
+from tools.boundary import tool_function
+from tools.errors import ErrorCode, ToolFailure
 from tools.runtime import get_runtime
-from tools.schemas import CreateWorkspaceArgs, WorkspaceArgs, parse
+from tools.schemas import CreateWorkspaceArgs, WorkspaceArgs
 
 
 def hash_api_key(api_key: str) -> str:
@@ -26,30 +27,14 @@ def _new_api_key() -> str:
     return "ek_" + secrets.token_urlsafe(32)
 
 
-def create_workspace(
-    name: str,
-    sender_email: str,
-    postal_address: str,
-    sender_name: str | None = None,
-    rate_limit_per_hour: int | None = None,
-) -> dict[str, Any]:
+@tool_function(CreateWorkspaceArgs)
+def create_workspace(args: CreateWorkspaceArgs) -> dict[str, Any]:
     """Create a tenant. Returns its id and API key; the key is shown this once only."""
     runtime = get_runtime()
-    arguments = {
-        "name": name,
-        "sender_email": sender_email,
-        "postal_address": postal_address,
-        "sender_name": sender_name,
-        "rate_limit_per_hour": rate_limit_per_hour,
-    }
     try:
-        args = parse(CreateWorkspaceArgs, arguments)
         sender = check_address(args.sender_email, check_deliverability=False, field="sender_email")
-    except ToolFailure as failure:
-        if failure.code is ErrorCode.INVALID_RECIPIENT:
-            failure = ToolFailure(ErrorCode.INVALID_INPUT, failure.message, field="sender_email")
-        return failure_result(failure)
-
+    except ToolFailure as failure:  # the sender is no recipient: its fault is the input's
+        raise ToolFailure(ErrorCode.INVALID_INPUT, failure.message, field="sender_email") from None
     api_key = _new_api_key()
     workspace = Workspace(
         id=str(uuid.uuid4()),
@@ -61,7 +46,7 @@ def create_workspace(
         api_key_hash=hash_api_key(api_key),
         created_at=clock.utcnow(),
     )
-    with runtime.sessions() as session, session.begin():
+    with runtime.sessions.begin() as session:
         session.add(workspace)
     return {
         "success": True,
@@ -81,26 +66,22 @@ def workspace_for_api_key(api_key: str) -> str | None:
     """The id of the workspace `api_key` belongs to, or None for an unknown key."""
     if not api_key.startswith("ek_") or len(api_key) > 200:
         return None
-    with get_runtime().sessions() as session:
+    with get_runtime().read_sessions() as session:
         return session.scalar(
             select(Workspace.id).where(Workspace.api_key_hash == hash_api_key(api_key))
         )
 
 
-def rotate_api_key(workspace_id: str) -> dict[str, Any]:
+@tool_function(WorkspaceArgs)
+def rotate_api_key(args: WorkspaceArgs) -> dict[str, Any]:
     """Issue a new API key for a workspace; the old one stops working at once.
 
     The new key is in the result and shown this once; only its hash is stored.
     """
-    runtime = get_runtime()
-    try:
-        args = parse(WorkspaceArgs, {"workspace_id": workspace_id})
-        api_key = _new_api_key()
-        with runtime.sessions() as session, session.begin():
-            workspace = session.get(Workspace, args.workspace_id)
-            if workspace is None:
-                raise ToolFailure(ErrorCode.UNKNOWN_WORKSPACE, "no such workspace")
-            workspace.api_key_hash = hash_api_key(api_key)
-    except ToolFailure as failure:
-        return failure_result(failure)
+    api_key = _new_api_key()
+    with get_runtime().sessions.begin() as session:
+        workspace = session.get(Workspace, args.workspace_id)
+        if workspace is None:
+            raise ToolFailure(ErrorCode.UNKNOWN_WORKSPACE, "no such workspace")
+        workspace.api_key_hash = hash_api_key(api_key)
     return {"success": True, "workspace_id": args.workspace_id, "api_key": api_key}

@@ -1,18 +1,15 @@
-"""The provider interface: one normalised message in, a provider message id out, typed errors.
+"""The provider interface: "send this finished message, tell me what happened".
 
-The pipeline builds one `OutgoingEmail` (recipients checked, headers made, content ready to
-render); each provider only translates it into its wire format and classifies what went wrong
-as retryable (try again, maybe elsewhere) or permanent (this provider will not take it).
-
-Two things are left for the provider to do as late as it can, so that they overlap a network
-round trip that delivers nothing instead of adding to the send's time: rendering the content
-(`OutgoingEmail.content`) and making the send's reservation durable (`before_handover`).
+The pipeline builds one `OutgoingEmail` (recipients checked, headers made, content rendered);
+a provider only translates it into its wire format, hands it over, and says how it went: an
+`Accepted` with the provider's message id, or a `ProviderError` typed as retryable (try again,
+maybe elsewhere), permanent (this provider will not take it) or ambiguous (it may have been
+delivered). The shape of django-anymail's backends and listmonk's messengers.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 
@@ -34,7 +31,11 @@ class Content:
 
 @dataclass(frozen=True)
 class OutgoingEmail:
-    """An email ready for any provider. Every header value here is CR/LF-free."""
+    """A finished email, ready for any provider. Every header value here is CR/LF-free.
+
+    Every attempt of one delivery round sends these same bytes, as a provider's idempotency
+    key requires.
+    """
 
     email_id: str
     workspace_id: str
@@ -46,31 +47,13 @@ class OutgoingEmail:
     cc: tuple[str, ...]
     bcc: tuple[str, ...]
     subject: str
-    render: Callable[[], Content] = field(repr=False)  # called once, by `content`
+    content: Content
     tags: tuple[str, ...] = ()
     attachments: tuple[Attachment, ...] = ()
 
     @property
-    def content(self) -> Content:
-        """The rendered content, made on first use (a provider reads it only when it needs it).
-
-        Rendered once: every attempt of a delivery round sends the same bytes, as a provider's
-        idempotency key requires. (Not `functools.cached_property`: on Python 3.11 its lock is
-        shared by every instance, so concurrent sends would render in turn.)
-        """
-        content = self.__dict__.get("_content")
-        if content is None:
-            content = self.render()
-            object.__setattr__(self, "_content", content)  # a memo, not a field: still frozen
-        return content
-
-    @property
     def envelope_recipients(self) -> list[str]:
         return [self.to, *self.cc, *self.bcc]
-
-
-def no_reservation() -> None:
-    """The `before_handover` of a send that has nothing to make durable first."""
 
 
 @dataclass(frozen=True)
@@ -140,15 +123,8 @@ class Provider(ABC):
     idempotent: bool = False
 
     @abstractmethod
-    def send(
-        self, email: OutgoingEmail, before_handover: Callable[[], None] = no_reservation
-    ) -> Accepted:
-        """Hand `email` over, or raise `ProviderError` saying why not.
-
-        `before_handover` makes the send's reservation durable. Call it before anything that
-        could deliver the message, and before any wait that could be long (connecting); it is
-        cheap to call again. What it raises is not a provider error: let it through.
-        """
+    def send(self, email: OutgoingEmail) -> Accepted:
+        """Hand `email` over, or raise `ProviderError` saying why not."""
 
     def close(self) -> None:  # noqa: B027 - most providers hold nothing to release
         """Release connections. Called once when the runtime shuts down."""

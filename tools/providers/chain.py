@@ -15,7 +15,8 @@ import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
-from tools.providers.base import OutgoingEmail, Provider, ProviderError, no_reservation
+from persistence.states import AttemptOutcome
+from tools.providers.base import Accepted, OutgoingEmail, Provider, ProviderError
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +25,7 @@ log = logging.getLogger(__name__)
 class AttemptRecord:
     provider: str
     attempt_number: int
-    outcome: str  # sent | transient_error | permanent_error | ambiguous
+    outcome: AttemptOutcome
     status_code: int | None
     error: str | None
     latency_ms: float
@@ -44,10 +45,10 @@ class DeliveryOutcome:
     skipped: list[str] = field(default_factory=list)  # providers passed over (breaker open)
 
 
-def _failure_kind(error: ProviderError) -> str:
+def _failure_kind(error: ProviderError) -> AttemptOutcome:
     if error.ambiguous:
-        return "ambiguous"
-    return "transient_error" if error.retryable else "permanent_error"
+        return AttemptOutcome.AMBIGUOUS
+    return AttemptOutcome.TRANSIENT_ERROR if error.retryable else AttemptOutcome.PERMANENT_ERROR
 
 
 class DeliveryChain:
@@ -75,85 +76,104 @@ class DeliveryChain:
         return [provider.name for provider in self.providers]
 
     def deliver(
-        self,
-        email: OutgoingEmail,
-        *,
-        skip: Collection[str] = (),
-        first_attempt_number: int = 1,
-        before_handover: Callable[[], None] = no_reservation,
+        self, email: OutgoingEmail, *, skip: Collection[str] = (), first_attempt_number: int = 1
     ) -> DeliveryOutcome:
-        """Try each provider not in `skip`; attempt numbers continue from `first_attempt_number`.
-
-        `before_handover` is passed to every provider (see `Provider.send`), and called after
-        a failed attempt, so that no reservation waits through a backoff or the next provider.
-        """
+        """Try each provider not in `skip`; attempt numbers continue from `first_attempt_number`."""
         outcome = DeliveryOutcome(sent=False)
-        number = first_attempt_number
         for provider in self.providers:
             if provider.name in skip:
                 outcome.skipped.append(provider.name)
                 continue
-            for retry in range(self._max_retries + 1):
-                started = time.perf_counter()
-                try:
-                    accepted = provider.send(email, before_handover)
-                except ProviderError as error:
-                    outcome.attempts.append(
-                        AttemptRecord(
-                            provider=provider.name,
-                            attempt_number=number,
-                            outcome=_failure_kind(error),
-                            status_code=error.status_code,
-                            error=str(error),
-                            latency_ms=(time.perf_counter() - started) * 1000,
-                            provider_fault=error.provider_fault,
-                        )
-                    )
-                    before_handover()
-                    number += 1
-                    outcome.last_error = f"{provider.name}: {error}"
-                    outcome.retry_count = retry
-                    outcome.ambiguous = outcome.ambiguous or error.ambiguous
-                    log.warning(
-                        "provider attempt failed",
-                        extra={
-                            "email_id": email.email_id,
-                            "workspace_id": email.workspace_id,
-                            "provider": provider.name,
-                            "retryable": error.retryable,
-                            "ambiguous": error.ambiguous,
-                            "status_code": error.status_code,
-                        },
-                    )
-                    if outcome.ambiguous and not provider.idempotent:
-                        return outcome  # it may have arrived: nothing more, anywhere
-                    again = error.retryable or error.ambiguous  # ambiguous: same key, no harm
-                    if not again or retry == self._max_retries:
-                        if outcome.ambiguous:
-                            return outcome  # never on to another provider
-                        break
-                    self._sleep(self._backoff(retry, error.retry_after))
-                    continue
-                outcome.attempts.append(
-                    AttemptRecord(
-                        provider=provider.name,
-                        attempt_number=number,
-                        outcome="sent",
-                        status_code=accepted.status_code,
-                        error=None,
-                        latency_ms=(time.perf_counter() - started) * 1000,
-                    )
-                )
-                outcome.sent = True
-                outcome.ambiguous = False  # the idempotent provider answered at last
-                outcome.provider = provider.name
-                outcome.provider_message_id = accepted.message_id
-                outcome.retry_count = retry
-                return outcome
+            if self._try_provider(provider, email, outcome, first_attempt_number):
+                return outcome  # sent, or it may have arrived: nothing more, anywhere
         if not outcome.attempts and outcome.skipped:
             # `skip` holds the providers whose circuit breaker is open (CX08).
             outcome.last_error = f"every provider is cooling down ({', '.join(outcome.skipped)})"
         return outcome
+
+    def _try_provider(
+        self, provider: Provider, email: OutgoingEmail, outcome: DeliveryOutcome, first: int
+    ) -> bool:
+        """Send through `provider` with its retries, recording each attempt in `outcome`.
+        True when the chain must stop here: sent, or an answer that never came."""
+        for retry in range(self._max_retries + 1):
+            number = first + len(outcome.attempts)
+            started = time.perf_counter()
+            try:
+                accepted = provider.send(email)
+            except ProviderError as error:
+                self._failed(provider, email, outcome, error, number, started, retry)
+                if outcome.ambiguous and not provider.idempotent:
+                    return True
+                again = error.retryable or error.ambiguous  # ambiguous: same key, no harm
+                if not again or retry == self._max_retries:
+                    return outcome.ambiguous  # never on to another provider after one
+                self._sleep(self._backoff(retry, error.retry_after))
+                continue
+            self._succeeded(provider, outcome, accepted, number, started, retry)
+            return True
+        return False
+
+    @staticmethod
+    def _failed(
+        provider: Provider,
+        email: OutgoingEmail,
+        outcome: DeliveryOutcome,
+        error: ProviderError,
+        number: int,
+        started: float,
+        retry: int,
+    ) -> None:
+        outcome.attempts.append(
+            AttemptRecord(
+                provider=provider.name,
+                attempt_number=number,
+                outcome=_failure_kind(error),
+                status_code=error.status_code,
+                error=str(error),
+                latency_ms=(time.perf_counter() - started) * 1000,
+                provider_fault=error.provider_fault,
+            )
+        )
+        outcome.last_error = f"{provider.name}: {error}"
+        outcome.retry_count = retry
+        outcome.ambiguous = outcome.ambiguous or error.ambiguous
+        log.warning(
+            "provider attempt failed",
+            extra={
+                "email_id": email.email_id,
+                "workspace_id": email.workspace_id,
+                "provider": provider.name,
+                "retryable": error.retryable,
+                "ambiguous": error.ambiguous,
+                "status_code": error.status_code,
+            },
+        )
+
+    @staticmethod
+    def _succeeded(
+        provider: Provider,
+        outcome: DeliveryOutcome,
+        accepted: Accepted,
+        number: int,
+        started: float,
+        retry: int,
+    ) -> None:
+        outcome.attempts.append(
+            AttemptRecord(
+                provider=provider.name,
+                attempt_number=number,
+                outcome=AttemptOutcome.SENT,
+                status_code=accepted.status_code,
+                error=None,
+                latency_ms=(time.perf_counter() - started) * 1000,
+            )
+        )
+        outcome.sent = True
+        outcome.ambiguous = False  # the idempotent provider answered at last
+        outcome.provider = provider.name
+        outcome.provider_message_id = accepted.message_id
+        outcome.retry_count = retry
 
     def _backoff(self, retry: int, retry_after: float | None) -> float:
         delay = self._initial_delay * (2**retry)

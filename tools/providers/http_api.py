@@ -1,7 +1,8 @@
 """What the JSON-over-HTTPS providers share: the client, the POST, and sorting out failures.
 
 A subclass says only how an `OutgoingEmail` looks in its wire format, where its message id
-is in a success answer, and anything special in its error answers. Failure classes:
+is in a success answer, how its error answers give their message, and anything special in
+them. Failure classes:
 - not sent (connection refused, connect or pool timeout): retryable;
 - 429, 500, 502, 503, 504: retryable, after the provider's own wait where it gives one;
 - 401 and 403: permanent, and the provider's fault (our credentials), so CX08 counts them;
@@ -14,7 +15,6 @@ from __future__ import annotations
 import email.utils
 import time
 from abc import abstractmethod
-from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -27,7 +27,6 @@ from tools.providers.base import (
     Provider,
     ProviderError,
     RetryableProviderError,
-    no_reservation,
 )
 
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
@@ -62,11 +61,11 @@ class HTTPAPIProvider(Provider):
     def message_id(self, response: httpx.Response) -> str | None:
         """The provider's id for the accepted message."""
 
-    def send(
-        self, email: OutgoingEmail, before_handover: Callable[[], None] = no_reservation
-    ) -> Accepted:
-        # One request both connects and hands over: nothing for the reservation to overlap.
-        before_handover()
+    @abstractmethod
+    def error_message(self, body: Any) -> str:
+        """The provider's own message in a JSON error answer ("" when it has none)."""
+
+    def send(self, email: OutgoingEmail) -> Accepted:
         path, body, headers = self.request(email)
         try:
             response = self._client.post(path, json=body, headers=headers)
@@ -116,25 +115,13 @@ class HTTPAPIProvider(Provider):
             return None
         return max(0.0, when.timestamp() - time.time())
 
-    @staticmethod
-    def error_text(response: httpx.Response) -> str:
+    def error_text(self, response: httpx.Response) -> str:
         """The provider's own error message, shortened; never the request (it holds the key)."""
         try:
             body = response.json()
         except ValueError:
             return response.text[:_MAX_ERROR_TEXT]
-        return error_message(body)[:_MAX_ERROR_TEXT]
+        return self.error_message(body)[:_MAX_ERROR_TEXT]
 
     def close(self) -> None:
         self._client.close()
-
-
-def error_message(body: Any) -> str:
-    """`message` from SendGrid's `{"errors": [...]}` or Resend's `{"message": ...}` bodies."""
-    if isinstance(body, dict):
-        errors = body.get("errors")
-        if isinstance(errors, list) and errors and isinstance(errors[0], dict):
-            return str(errors[0].get("message", ""))
-        if "message" in body:
-            return str(body["message"])
-    return ""

@@ -77,6 +77,10 @@ class ResendProvider(HTTPAPIProvider):
             return None
         return str(found) if found else None
 
+    def error_message(self, body: Any) -> str:
+        """Resend answers `{"statusCode": ..., "name": ..., "message": ...}`."""
+        return str(body.get("message", "")) if isinstance(body, dict) else ""
+
     def classify(self, response: httpx.Response) -> ProviderError:
         name = _error_name(response)
         text = f"{self.name}: HTTP {response.status_code} {name} {self.error_text(response)}"

@@ -61,6 +61,13 @@ class SendGridProvider(HTTPAPIProvider):
     def message_id(self, response: httpx.Response) -> str | None:
         return response.headers.get("x-message-id")
 
+    def error_message(self, body: Any) -> str:
+        """SendGrid answers `{"errors": [{"message": ..., "field": ...}, ...]}`."""
+        errors = body.get("errors") if isinstance(body, dict) else None
+        if isinstance(errors, list) and errors and isinstance(errors[0], dict):
+            return str(errors[0].get("message", ""))
+        return ""
+
     def retry_after(self, response: httpx.Response) -> float | None:
         """SendGrid's 429 gives `X-RateLimit-Reset`, the epoch second the limit resets."""
         reset = response.headers.get("x-ratelimit-reset")

@@ -3,7 +3,7 @@
 Flask-Mail supplies the connection: its settings (`MAIL_*`), connect, STARTTLS or implicit
 TLS, and login. Its message layer is not used, for three reasons:
 - it writes 7bit bodies it never wraps (a minified HTML body breaks the 998-character line
-  limit), so the bytes come from `tools.mime` (quoted-printable, CRLF);
+  limit), so the bytes come from `smtp_mime` beside this module (quoted-printable, CRLF);
 - it re-derives what the pipeline already checked (headers, addresses) and resolves the host
   name for a Message-ID on every message, about a tenth of the cost of a send;
 - the pipeline rejects CR/LF in every header value itself, including the ones Flask-Mail
@@ -25,7 +25,6 @@ from typing import Any
 from flask_mail import Connection, Mail
 
 from tools import clock
-from tools.mime import build_mime
 from tools.providers.base import (
     Accepted,
     AmbiguousDeliveryError,
@@ -34,8 +33,8 @@ from tools.providers.base import (
     Provider,
     ProviderError,
     RetryableProviderError,
-    no_reservation,
 )
+from tools.providers.smtp_mime import build_mime
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +75,7 @@ def _reply(host: smtplib.SMTP) -> tuple[int, bytes]:
         raise classify_smtp_error(error) from error
 
 
-def _data_payload(message: bytes) -> bytes:
+def data_payload(message: bytes) -> bytes:
     """`message` as it follows DATA: every line that starts with "." gets another (RFC 5321
     4.5.2), so no line ends the data early; then the "." line. (smtplib's `data` does the
     same with a regular expression, at several times the cost.)"""
@@ -123,7 +122,9 @@ class SMTPProvider(Provider):
     """Sends over SMTP, reusing connections from a small idle pool; reconnects on failure.
 
     A single-threaded worker keeps one connection; threads share up to `max_idle` idle ones,
-    so short-lived request threads do not each leave a connection open.
+    so short-lived request threads do not each leave a connection open. A connection idle for
+    longer than `idle_reconnect_seconds` (by `monotonic`) is not trusted: servers drop idle
+    sessions, and a fresh one costs less than a failed attempt.
     """
 
     name = "smtp"
@@ -141,6 +142,7 @@ class SMTPProvider(Provider):
         idle_reconnect_seconds: float = 30.0,
         max_idle: int = 4,
         tls_context: ssl.SSLContext | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._mail_state = Mail().init_mail(
             {
@@ -156,17 +158,18 @@ class SMTPProvider(Provider):
         self._idle_reconnect = idle_reconnect_seconds
         self._max_idle = max_idle
         self._tls_context = tls_context or ssl.create_default_context()
+        self._monotonic = monotonic
         self._idle: list[tuple[_VerifiedTimeoutConnection, float]] = []  # (connection, last use)
         self._lock = threading.Lock()
 
-    def send(
-        self, email: OutgoingEmail, before_handover: Callable[[], None] = no_reservation
-    ) -> Accepted:
+    @property
+    def idle_connections(self) -> int:
+        """How many connections wait in the pool for the next send."""
+        with self._lock:
+            return len(self._idle)
+
+    def send(self, email: OutgoingEmail) -> Accepted:
         connection, stale = self._pooled()
-        if connection is None or stale:
-            # Connecting, and saying QUIT to a server that may be gone, can each take up to the
-            # timeout: not while the reservation holds its lock.
-            before_handover()
         for old in stale:
             self._close(old)
         if connection is None:
@@ -175,52 +178,33 @@ class SMTPProvider(Provider):
             except Exception as error:
                 raise classify_smtp_error(error) from error
         try:
-            self._transfer(connection, email, before_handover)
+            self._transfer(connection, email)
         except BaseException:  # an interrupt too: never pool a connection mid-transaction
             self._close(connection)
             raise
         self._release(connection)
         return Accepted(email.message_id.strip("<>"), 250)
 
-    def _transfer(
-        self,
-        connection: _VerifiedTimeoutConnection,
-        email: OutgoingEmail,
-        before_handover: Callable[[], None],
-    ) -> None:
-        """smtplib's sendmail in its phases, with the send's local work in the server's time.
+    def _transfer(self, connection: _VerifiedTimeoutConnection, email: OutgoingEmail) -> None:
+        """smtplib's sendmail in its phases, with the message built in the server's time.
 
-        MAIL FROM, the first RCPT TO and DATA deliver nothing, and each costs a round trip. The
-        client reads each reply only after one piece of work, which so overlaps the server's
-        turn instead of adding to it: the reservation is made durable (a disk wait) during
-        MAIL FROM, the content rendered during RCPT TO, the message built during DATA. The next
-        command still goes only after the reply, as RFC 5321 asks of a client without
-        PIPELINING. Work that fails leaves a half-open transaction; `send` then closes the
-        connection. Only once the message itself has gone is a lost answer ambiguous.
+        MAIL FROM, RCPT TO and DATA each cost a round trip. The message is built after DATA is
+        sent and before its reply is read, so the build overlaps the server's turn instead of
+        adding to it; the next command still goes only after the reply, as RFC 5321 asks of a
+        client without PIPELINING. A failure leaves a half-open transaction; `send` then closes
+        the connection. Only once the message itself has gone is a lost answer ambiguous.
         """
         host = connection.host
         assert host is not None
         # Every address is email-validator's ASCII form (no quoted local part, no CR/LF), so it
         # goes in angle brackets as it is; smtplib's quoteaddr would only parse it again.
         _command(host, "mail", f"FROM:<{email.sender_email}>")
-        before_handover()
         code, reply = _reply(host)
         if code != 250:
             raise classify_smtp_error(smtplib.SMTPSenderRefused(code, reply, email.sender_email))
-        refused = {}
-        for recipient in dict.fromkeys(email.envelope_recipients):
-            _command(host, "rcpt", f"TO:<{recipient}>")
-            content = email.content  # rendered during the first reply, then cached
-            code, reply = _reply(host)
-            if code not in (250, 251):
-                refused[recipient] = (code, reply)
-        if email.to in refused:
-            # Without its main recipient the email is not sent to its copies either.
-            _command(host, "rset")
-            _reply(host)
-            raise classify_smtp_error(smtplib.SMTPRecipientsRefused({email.to: refused[email.to]}))
+        refused = self._recipients(host, email)
         _command(host, "data")
-        payload = _data_payload(build_mime(email, content, clock.utcnow()))
+        payload = data_payload(build_mime(email, clock.utcnow()))
         code, reply = _reply(host)
         if code != 354:
             raise classify_smtp_error(smtplib.SMTPDataError(code, reply))
@@ -240,17 +224,32 @@ class SMTPProvider(Provider):
                 extra={"email_id": email.email_id, "refused": sorted(refused)},
             )
 
+    @staticmethod
+    def _recipients(host: smtplib.SMTP, email: OutgoingEmail) -> dict[str, tuple[int, bytes]]:
+        """RCPT TO for each address; the copies the server refused. Without its main recipient
+        the email goes to no one: the transaction is reset and the refusal raised."""
+        refused = {}
+        for recipient in dict.fromkeys(email.envelope_recipients):
+            _command(host, "rcpt", f"TO:<{recipient}>")
+            code, reply = _reply(host)
+            if code not in (250, 251):
+                refused[recipient] = (code, reply)
+        if email.to in refused:
+            _command(host, "rset")
+            _reply(host)
+            raise classify_smtp_error(smtplib.SMTPRecipientsRefused({email.to: refused[email.to]}))
+        return refused
+
     def _pooled(
         self,
     ) -> tuple[_VerifiedTimeoutConnection | None, list[_VerifiedTimeoutConnection]]:
         """An idle connection recent enough to trust (or None), and the stale ones to close."""
         stale = []
         connection = None
-        now = time.monotonic()
+        now = self._monotonic()
         with self._lock:
             while self._idle:
                 candidate, last_used = self._idle.pop()
-                # Servers drop idle sessions; a fresh one costs less than a failed attempt.
                 if now - last_used <= self._idle_reconnect:
                     connection = candidate
                     break
@@ -266,7 +265,7 @@ class SMTPProvider(Provider):
     def _release(self, connection: _VerifiedTimeoutConnection) -> None:
         with self._lock:
             if len(self._idle) < self._max_idle:
-                self._idle.append((connection, time.monotonic()))
+                self._idle.append((connection, self._monotonic()))
                 return
         self._close(connection)
 

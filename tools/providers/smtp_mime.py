@@ -29,7 +29,7 @@ from email.utils import format_datetime, formataddr
 from io import BytesIO
 from typing import Any
 
-from tools.providers.base import Attachment, Content, OutgoingEmail
+from tools.providers.base import Attachment, OutgoingEmail
 
 
 class _SMTPPolicy(type(compat32)):  # type: ignore[misc]  # email.policy exports no class name
@@ -92,7 +92,7 @@ def _address_header(name: str | None, address: str) -> str | Header:
     return header
 
 
-def _message_headers(email: OutgoingEmail, content: Content, date: datetime) -> _Headers:
+def _message_headers(email: OutgoingEmail, date: datetime) -> _Headers:
     """The top-level headers after Content-Type and MIME-Version, in the order they go out.
     Bcc is never a header."""
     headers: list[tuple[str, str | Header]] = [
@@ -110,16 +110,16 @@ def _message_headers(email: OutgoingEmail, content: Content, date: datetime) -> 
     # their spaces.
     headers += [
         (name, value if value.isascii() else Header(value, _UTF8_QP))
-        for name, value in content.headers.items()
+        for name, value in email.content.headers.items()
     ]
     return headers
 
 
-def build_mime(email: OutgoingEmail, content: Content, date: datetime) -> bytes:
+def build_mime(email: OutgoingEmail, date: datetime) -> bytes:
     """The message as it goes on the wire (CRLF line endings): multipart/alternative (plain
     text, then HTML), inside multipart/mixed when there are attachments."""
-    bodies = [_text_part(content.text, "plain"), _text_part(content.html, "html")]
-    headers = _message_headers(email, content, date)
+    bodies = [_text_part(email.content.text, "plain"), _text_part(email.content.html, "html")]
+    headers = _message_headers(email, date)
     if not email.attachments:
         return _multipart("alternative", bodies, headers)
     parts = [_multipart("alternative", bodies), *map(_attachment_part, email.attachments)]

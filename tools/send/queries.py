@@ -9,44 +9,32 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import bindparam, exists, func, insert, or_, select, update
+from sqlalchemy import bindparam, exists, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from persistence import (
-    CircuitExecutionLog,
     DeliveryAttempt,
     EmailExecution,
     EmailMetrics,
+    ExecutionStatus,
     ProviderBreaker,
-    Suppression,
     Workspace,
 )
+from tools.suppression import BLOCKING_SUPPRESSION
 
 _ws = Workspace.__table__.c
 _ex = EmailExecution.__table__.c
-_logs = CircuitExecutionLog.__table__.c
-_sup = Suppression.__table__.c
 _breakers = ProviderBreaker.__table__.c
 
 _WORKSPACE = select(
     _ws.id, _ws.sender_email, _ws.sender_name, _ws.postal_address, _ws.rate_limit_per_hour
 ).where(_ws.id == bindparam("workspace_id"))
-# PostgreSQL: the row lock that serialises one workspace's sends. SQLite: BEGIN IMMEDIATE
-# already holds the database write lock, and FOR UPDATE is not SQL it knows.
-LOCK_WORKSPACE = {"sqlite": _WORKSPACE, "default": _WORKSPACE.with_for_update()}
-
-# Every circuit's logs for one execution (a few rows; the caller keeps the ones it needs): an
-# IN list here would be expanded into the SQL again on every execution.
-CIRCUIT_RESULTS = (
-    select(_logs.id, _logs.circuit_id, _logs.success, _logs.output_hash)
-    .where(
-        _logs.workspace_id == bindparam("workspace_id"),
-        _logs.circuit_execution_id == bindparam("circuit_execution_id"),
-    )
-    .order_by(_logs.created_at, _logs.id)
-)
-
-CIRCUIT_OUTPUT = select(_logs.output).where(_logs.id == bindparam("log_id"))
+# PostgreSQL: the row lock that serialises one workspace's sends. NO KEY UPDATE, not UPDATE:
+# it still excludes every other send's reservation, but not the KEY SHARE lock each insert
+# referencing the workspace takes (attempts, metrics), so recording one send's outcome never
+# waits for another send's reservation. SQLite: BEGIN IMMEDIATE already holds the database
+# write lock, and FOR UPDATE is not SQL it knows.
+LOCK_WORKSPACE = {"sqlite": _WORKSPACE, "default": _WORKSPACE.with_for_update(key_share=True)}
 
 EXISTING_SEND = (
     select(_ex.id)
@@ -58,14 +46,6 @@ EXISTING_SEND = (
     .limit(1)
 )
 
-# An entry blocks while it lasts: a bounce for `bounce_days`, anything else for good.
-_BLOCKING_SUPPRESSION = (
-    _sup.workspace_id == bindparam("workspace_id"),
-    _sup.email.in_(bindparam("keys", expanding=True)),
-    or_(_sup.reason != "bounced", _sup.suppressed_at >= bindparam("bounce_cutoff")),
-)
-ACTIVE_SUPPRESSION = select(_sup.email, _sup.reason).where(*_BLOCKING_SUPPRESSION).limit(1)
-
 # Every check a send makes after its circuits, in one round trip: an earlier send of this
 # (workspace, execution, recipient); whether a suppression blocks any recipient (which one,
 # and why, is read only then); recipients sent to in the workspace's last hour
@@ -74,7 +54,7 @@ ACTIVE_SUPPRESSION = select(_sup.email, _sup.reason).where(*_BLOCKING_SUPPRESSIO
 # read only then).
 SEND_CHECKS = select(
     EXISTING_SEND.scalar_subquery().label("existing_id"),
-    exists().where(*_BLOCKING_SUPPRESSION).label("suppressed"),
+    exists().where(*BLOCKING_SUPPRESSION).label("suppressed"),
     select(func.coalesce(func.sum(_ex.recipient_count), 0))
     .where(_ex.workspace_id == bindparam("workspace_id"), _ex.reserved_at >= bindparam("hour_ago"))
     .scalar_subquery()
@@ -93,8 +73,16 @@ SEND_CHECKS = select(
 INSERT_EXECUTION = insert(EmailExecution.__table__)
 # Parameters named like columns become the SET clause; `b_id` picks the row.
 UPDATE_EXECUTION = update(EmailExecution.__table__).where(_ex.id == bindparam("b_id"))
+# A scheduled row changes hands (to `sending`, or `blocked`) only once: of two workers that
+# both found it due, one claims it.
 CLAIM_SCHEDULED = update(EmailExecution.__table__).where(
-    _ex.id == bindparam("b_id"), _ex.status == "scheduled"
+    _ex.id == bindparam("b_id"), _ex.status == ExecutionStatus.SCHEDULED
+)
+DUE = (
+    select(_ex.id)
+    .where(_ex.status == ExecutionStatus.SCHEDULED, _ex.scheduled_for <= bindparam("now"))
+    .order_by(_ex.scheduled_for)
+    .limit(bindparam("limit"))
 )
 INSERT_ATTEMPTS = insert(DeliveryAttempt.__table__)
 

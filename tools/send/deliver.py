@@ -1,0 +1,74 @@
+"""Step 4: the hand-over of a reserved send, and the steps after it.
+
+The composed email goes through the provider chain (SendGrid -> Resend -> SMTP, those
+configured; providers whose breaker is open are skipped), then its outcome is recorded and the
+result built. Used alike by a request that sends now and by a due scheduled send.
+
+Two faults are told apart, because the row already says `sending`:
+- the outcome cannot be recorded (the database went away during the delivery): the result
+  says `delivery_unrecorded` with what the provider answered, and the row is left for the
+  stalled-send sweep;
+- anything raised on the way (a bug): whether the message was handed over is unknown, so the
+  send is recorded as escalated (`internal_error`), never resent, and the error propagates.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from persistence import unavailable
+from tools import clock
+from tools.boundary import DATABASE_ERRORS
+from tools.breakers import cooling_down
+from tools.errors import ErrorCode
+from tools.providers.chain import DeliveryOutcome
+from tools.runtime import Runtime
+from tools.send import results
+from tools.send.compose import compose
+from tools.send.record import Recorded, record
+from tools.send.reserve import Reserved
+
+log = logging.getLogger(__name__)
+
+
+def deliver(runtime: Runtime, reserved: Reserved) -> dict[str, Any]:
+    """Compose, hand over, record: the send result (see the module's note)."""
+    execution = reserved.execution
+    try:
+        outcome = runtime.delivery.deliver(
+            compose(runtime, reserved),
+            skip=cooling_down(reserved.breakers, clock.utcnow()),
+            first_attempt_number=execution.attempt_number + 1,
+        )
+    except Exception as error:
+        crashed = DeliveryOutcome(
+            sent=False, ambiguous=True, last_error=f"internal error: {type(error).__name__}"
+        )
+        record(runtime, reserved, crashed, error_code=ErrorCode.INTERNAL_ERROR)
+        raise
+    try:
+        recorded = record(runtime, reserved, outcome)
+    except DATABASE_ERRORS as error:
+        if not unavailable(error):
+            raise
+        log.error("delivery outcome not recorded", extra=_fields(reserved, outcome.provider))
+        return results.unrecorded(reserved, outcome)
+    _log(reserved, recorded)
+    return results.delivered(reserved, recorded, outcome)
+
+
+def _log(reserved: Reserved, recorded: Recorded) -> None:
+    fields = _fields(reserved, recorded.execution.provider)
+    if recorded.decision is None:
+        log.info("email sent", extra=fields)
+    else:
+        log.error("delivery failed", extra={**fields, "cx08_action": recorded.decision.action})
+
+
+def _fields(reserved: Reserved, provider: str | None) -> dict[str, Any]:
+    return {
+        "email_id": reserved.execution.id,
+        "workspace_id": reserved.execution.workspace_id,
+        "provider": provider,
+    }

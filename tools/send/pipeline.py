@@ -1,0 +1,59 @@
+"""`send_email`: the steps of the package, in order, for one request."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from tools import clock
+from tools.boundary import tool_function
+from tools.circuits import CircuitState
+from tools.errors import ToolFailure, echo
+from tools.runtime import get_runtime
+from tools.schemas import SendEmailArgs
+from tools.send import results
+from tools.send.checks import check_send
+from tools.send.deliver import deliver
+from tools.send.reserve import Execution, Refused, Repeat, Reserved, Taken, reserve
+from tools.status import load_execution
+
+log = logging.getLogger(__name__)
+
+
+def _refused(
+    arguments: Mapping[str, Any], failure: ToolFailure, circuits: CircuitState | None = None
+) -> dict[str, Any]:
+    log.info(
+        "send blocked",
+        extra={"workspace_id": echo(arguments.get("workspace_id")), "error_code": failure.code},
+    )
+    return results.refused(arguments, failure, circuits)
+
+
+@tool_function(SendEmailArgs, on_failure=_refused)
+def send_email(args: SendEmailArgs) -> dict[str, Any]:
+    """Send CX06's approved asset to one recipient once every check passes.
+
+    Returns the send result (status sent, scheduled, escalated or blocked; `error` whenever it
+    was not sent, a send CX08 rescheduled after a failure included). A repeat of an earlier
+    (workspace, execution, recipient) returns the first result with error `duplicate_send` and
+    sends nothing. `scheduled_for` in the future accepts it for later (`send_due_emails`).
+    """
+    runtime = get_runtime()
+    send = check_send(runtime.settings, str(uuid.uuid4()), args)
+    later = args.scheduled_for is not None and args.scheduled_for > clock.utcnow()
+    reservation = reserve(runtime, send, later=later)
+    match reservation:
+        case Refused(failure, circuits):
+            return _refused(args.model_dump(), failure, circuits)
+        case Repeat(email_id, circuits):
+            return results.repeat(Execution.of(load_execution(email_id)), circuits)
+        case Reserved() if later:
+            log.info("email scheduled", extra={"email_id": reservation.execution.id})
+            return results.scheduled(reservation)
+        case Reserved():
+            return deliver(runtime, reservation)
+        case Taken():
+            raise AssertionError("only a due send can be taken by another worker")

@@ -1,0 +1,346 @@
+"""Step 2: the reservation, one transaction that decides whether a send may go and, if so,
+writes its row before any provider can see it.
+
+The transaction holds the workspace's lock (PostgreSQL: its row, `FOR NO KEY UPDATE`;
+SQLite: the database write lock, `BEGIN IMMEDIATE`), so two sends of one workspace decide one
+after the other on one count, whatever process or machine they run in. In order, the first
+that fails being the one reported:
+ 1. the workspace exists;
+ 2. circuits CX01-CX06 all passed for the execution, and the asset is the one CX06 logged
+    (its content hash), or CX06's own output when the request has none;
+ 3. a repeat of an earlier send of this (workspace, execution, recipient) returns that send,
+    before any check below: a client retrying a request gets its first result back, not a
+    throttle error caused by its own first send;
+ 4. no recipient is suppressed;
+ 5. when it goes now: the recipient was not sent to within the throttle, and the hourly limit
+    has room for every recipient;
+ 6. the row is written: inserted (`sending`, or `scheduled` for later), or for a due send
+    claimed (`scheduled` -> `sending`) unless another worker claimed it first.
+The commit waits for the disk: a send is never handed over before its row is durable, so a
+crash leaves a trace and the same send is never made twice.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Row
+from sqlalchemy.exc import IntegrityError
+
+from persistence import EmailExecution, ExecutionStatus
+from tools import clock
+from tools.breakers import open_breakers
+from tools.circuits import CircuitState, circuit_state, content_hash, generated_asset
+from tools.errors import ErrorCode, ToolFailure
+from tools.runtime import Runtime
+from tools.schemas import FinalAsset
+from tools.send import queries
+from tools.send.checks import CheckedSend
+from tools.suppression import active_suppression
+
+
+@dataclass(frozen=True)
+class WorkspaceView:
+    id: str
+    sender_email: str
+    sender_name: str | None
+    postal_address: str
+    rate_limit_per_hour: int | None
+
+
+@dataclass(frozen=True)
+class Execution:
+    """An execution row as the send path writes and reads it.
+
+    Not the ORM class: building an ORM instance per send cost as much as one of its queries.
+    """
+
+    id: str
+    workspace_id: str
+    circuit_execution_id: str
+    recipient: str
+    message_id: str
+    status: ExecutionStatus
+    scheduled_for: datetime | None
+    reserved_at: datetime | None
+    sent: bool
+    provider: str | None
+    provider_message_id: str | None
+    sent_at: datetime | None
+    attempt_number: int
+    retry_count: int
+    reschedule_count: int
+    last_error: str | None
+    error_code: str | None
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, source: EmailExecution | dict[str, Any]) -> Execution:
+        """The fields of an ORM row, or of the values a row was inserted with."""
+        if isinstance(source, dict):
+            return cls(**{name: source[name] for name in _EXECUTION_FIELDS})
+        return cls(**{name: getattr(source, name) for name in _EXECUTION_FIELDS})
+
+
+_EXECUTION_FIELDS = tuple(field.name for field in dataclasses.fields(Execution))
+
+
+@dataclass(frozen=True)
+class Reserved:
+    """The send may go: its row is committed (`sending`, or `scheduled` when accepted for
+    later). `breakers` are the providers cooling down when it was reserved."""
+
+    send: CheckedSend
+    execution: Execution
+    workspace: WorkspaceView
+    circuits: CircuitState
+    asset: FinalAsset
+    breakers: dict[str, datetime]
+
+
+@dataclass(frozen=True)
+class Repeat:
+    """The same (workspace, execution, recipient) was sent before: that send's id."""
+
+    email_id: str
+    circuits: CircuitState | None
+
+
+@dataclass(frozen=True)
+class Refused:
+    """A check failed; nothing was written."""
+
+    failure: ToolFailure
+    circuits: CircuitState | None
+
+
+@dataclass(frozen=True)
+class Taken:
+    """A due send another worker claimed first; nothing was written."""
+
+
+Reservation = Reserved | Repeat | Refused | Taken
+
+
+def reserve(
+    runtime: Runtime, send: CheckedSend, *, later: bool = False, due: Execution | None = None
+) -> Reservation:
+    """Decide on `send` and write its row when it may go (see the module's note).
+
+    `later`: accepted to go at `scheduled_for` (only suppression is checked now; the limits
+    when it is due). `due`: the scheduled row being sent now, claimed instead of inserted.
+    Database errors propagate (nothing is written when they do).
+    """
+    now = clock.utcnow()
+    try:
+        with runtime.engine.connect() as conn, conn.begin() as transaction:
+            decision = _decide(runtime, conn, send, now, later=later, due=due)
+            if not isinstance(decision, Reserved):
+                transaction.rollback()
+            return decision
+    except IntegrityError:
+        # Only reachable if rows were written around the lock: still one send.
+        return Repeat(_existing_id(runtime, send), None)
+
+
+def _decide(
+    runtime: Runtime,
+    conn: Connection,
+    send: CheckedSend,
+    now: datetime,
+    *,
+    later: bool,
+    due: Execution | None,
+) -> Reservation:
+    workspace = _lock_workspace(conn, send.args.workspace_id)
+    if workspace is None:
+        return Refused(ToolFailure(ErrorCode.UNKNOWN_WORKSPACE, "no such workspace"), None)
+    circuits = circuit_state(conn, workspace.id, send.args.circuit_execution_id)
+    approved = _approved_asset(conn, circuits, send.args.final_asset)
+    if isinstance(approved, ToolFailure):
+        return Refused(approved, circuits)
+    asset, digest = approved
+    checks = _send_checks(runtime, conn, send, now)
+    if checks.existing_id not in (None, send.email_id):  # a due send finds its own row
+        return Repeat(checks.existing_id, circuits)
+    refusal = _policy_refusal(runtime, conn, send, workspace, checks, now, limits=not later)
+    if refusal is not None:
+        return Refused(refusal, circuits)
+    if due is not None:
+        execution = _claim(conn, due, now)
+        if execution is None:
+            return Taken()
+    else:
+        execution = _insert(conn, send, workspace, asset, digest, now, later=later)
+    breakers = open_breakers(conn) if checks.breaker_open and not later else {}
+    return Reserved(send, execution, workspace, circuits, asset, breakers)
+
+
+def _lock_workspace(conn: Connection, workspace_id: str) -> WorkspaceView | None:
+    """Load the workspace and hold its lock until the transaction ends."""
+    statement = queries.LOCK_WORKSPACE.get(conn.dialect.name, queries.LOCK_WORKSPACE["default"])
+    found = conn.execute(statement, {"workspace_id": workspace_id}).first()
+    return WorkspaceView(*found) if found is not None else None
+
+
+def _approved_asset(
+    conn: Connection, state: CircuitState, requested: FinalAsset | None
+) -> tuple[FinalAsset, str] | ToolFailure:
+    """The asset to send and its hash, once CX01-CX06 passed and CX06's hash (if any) matches."""
+    if not state.all_passed:
+        return ToolFailure(
+            ErrorCode.CIRCUIT_VALIDATION_FAILED,
+            "Circuit validation failed",
+            missing_circuits=state.missing,
+            failed_circuits=state.failed,
+            passed_circuits=state.passed,
+        )
+    asset = requested or generated_asset(conn, state)
+    if asset is None:
+        return ToolFailure(
+            ErrorCode.MISSING_FIELD,
+            "final_asset is required (CX06 logged no output to send)",
+            field="final_asset",
+        )
+    digest = content_hash(asset)
+    if state.generated_hash is not None and digest != state.generated_hash:
+        return ToolFailure(
+            ErrorCode.CONTENT_MISMATCH,
+            "final_asset differs from the asset CX06 generated for this execution",
+        )
+    return asset, digest
+
+
+def _send_checks(runtime: Runtime, conn: Connection, send: CheckedSend, now: datetime) -> Row[Any]:
+    """(existing_id, suppressed, used, recent, breaker_open): what a send is decided on."""
+    settings = runtime.settings
+    return conn.execute(
+        queries.SEND_CHECKS,
+        {
+            "workspace_id": send.args.workspace_id,
+            "circuit_execution_id": send.args.circuit_execution_id,
+            "recipient_key": send.recipients.to.key,
+            "keys": send.recipients.keys,
+            "bounce_cutoff": now - timedelta(days=settings.bounce_suppression_days),
+            "hour_ago": now - timedelta(hours=1),
+            "throttle_since": now - timedelta(seconds=settings.recipient_throttle_seconds),
+        },
+    ).one()
+
+
+def _policy_refusal(
+    runtime: Runtime,
+    conn: Connection,
+    send: CheckedSend,
+    workspace: WorkspaceView,
+    checks: Row[Any],
+    now: datetime,
+    *,
+    limits: bool,
+) -> ToolFailure | None:
+    """Suppression, and (when sending now) the recipient throttle and the hourly limit."""
+    settings = runtime.settings
+    # Which entry blocks, and why, is read only when one does. (On PostgreSQL an entry removed
+    # in between is simply gone: nothing blocks any more.)
+    keys = send.recipients.keys
+    bounce_days = settings.bounce_suppression_days
+    entry = (
+        active_suppression(conn, workspace.id, keys, bounce_days=bounce_days, now=now)
+        if checks.suppressed
+        else None
+    )
+    if entry is not None:
+        return ToolFailure(
+            ErrorCode.SUPPRESSED,
+            f"Recipient validation failed: {entry.reason}_suppressed",
+            reason=entry.reason,
+            email=entry.email,
+        )
+    if not limits:
+        return None
+    if settings.recipient_throttle_seconds > 0 and checks.recent:
+        return ToolFailure(
+            ErrorCode.RECIPIENT_THROTTLED,
+            f"Recipient validation failed: recipient_throttled (one email per "
+            f"{settings.recipient_throttle_seconds} s per recipient)",
+            retry_after_seconds=settings.recipient_throttle_seconds,
+        )
+    limit = workspace.rate_limit_per_hour or settings.rate_limit_per_hour
+    if checks.used + len(keys) > limit:
+        return ToolFailure(
+            ErrorCode.RATE_LIMIT_EXCEEDED,
+            f"Recipient validation failed: rate_limit_exceeded ({limit} recipients per hour, "
+            f"{checks.used} used)",
+            limit=limit,
+        )
+    return None
+
+
+def _insert(
+    conn: Connection,
+    send: CheckedSend,
+    workspace: WorkspaceView,
+    asset: FinalAsset,
+    digest: str,
+    now: datetime,
+    *,
+    later: bool,
+) -> Execution:
+    args, recipients = send.args, send.recipients
+    domain = workspace.sender_email.rpartition("@")[2]
+    values: dict[str, Any] = {
+        "id": send.email_id,
+        "workspace_id": workspace.id,
+        "circuit_execution_id": args.circuit_execution_id,
+        "client_id": args.client_id,
+        "recipient": recipients.to.normalized,
+        "recipient_key": recipients.to.key,
+        "recipient_count": len(recipients.keys),
+        "cc": [a.normalized for a in recipients.cc],
+        "bcc": [a.normalized for a in recipients.bcc],
+        **asset.model_dump(),
+        "attachments": list(args.attachments),
+        "content_hash": digest,
+        "message_id": f"<{send.email_id}@{domain}>",
+        "status": ExecutionStatus.SCHEDULED if later else ExecutionStatus.SENDING,
+        "sent": False,
+        "provider": None,
+        "provider_message_id": None,
+        "sent_at": None,
+        "scheduled_for": args.scheduled_for if later else None,
+        # The slot in the hourly limit and the recipient throttle: taken when it goes.
+        "reserved_at": None if later else now,
+        "attempt_number": 0,
+        "retry_count": 0,
+        "reschedule_count": 0,
+        "last_error": None,
+        "error_code": None,
+        "created_at": now,
+        "updated_at": now,
+    }
+    conn.execute(queries.INSERT_EXECUTION, values)
+    return Execution.of(values)
+
+
+def _claim(conn: Connection, due: Execution, now: datetime) -> Execution | None:
+    """The due row, now `sending` with its slot taken; None when another worker claimed it."""
+    values = {"status": ExecutionStatus.SENDING, "reserved_at": now, "updated_at": now}
+    claimed = conn.execute(queries.CLAIM_SCHEDULED, {"b_id": due.id, **values})
+    return dataclasses.replace(due, **values) if claimed.rowcount == 1 else None
+
+
+def _existing_id(runtime: Runtime, send: CheckedSend) -> str:
+    with runtime.reader.connect() as conn:
+        found = conn.scalar(
+            queries.EXISTING_SEND,
+            {
+                "workspace_id": send.args.workspace_id,
+                "circuit_execution_id": send.args.circuit_execution_id,
+                "recipient_key": send.recipients.to.key,
+            },
+        )
+    assert found is not None, "unique violation without a row to show for it"
+    return str(found)
