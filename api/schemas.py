@@ -4,6 +4,7 @@ check input the same way; the workspace always comes from the API key."""
 
 from __future__ import annotations
 
+import functools
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -31,6 +32,23 @@ WorkspaceId = Annotated[
 class _Query(BaseModel):
     # Query values arrive as text: numbers are parsed from it. Unknown parameters are refused.
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @classmethod
+    def model_json_schema(cls, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """The schema; the plain call (no arguments) is built once per model.
+
+        flask-openapi3 4.3 builds a query model's JSON schema on every request, only to find
+        its list fields: a tenth of a send's CPU under load (py-spy, bench/serve_latency.py).
+        It only reads the result. The OpenAPI document asks with arguments and gets its own.
+        """
+        if args or kwargs:
+            return super().model_json_schema(*args, **kwargs)
+        return _plain_schema(cls)
+
+
+@functools.cache
+def _plain_schema(model: type[BaseModel]) -> dict[str, Any]:
+    return BaseModel.model_json_schema.__func__(model)  # type: ignore[attr-defined]
 
 
 class _Body(BaseModel):

@@ -166,10 +166,13 @@ def environment(database_url: str, smtp_port: int, repo: Path, tmp: Path) -> dic
     return env
 
 
-def set_up(env: dict[str, str], workspaces: int, executions: int) -> list[dict[str, Any]]:
+def set_up(
+    env: dict[str, str], repo: Path, workspaces: int, executions: int
+) -> list[dict[str, Any]]:
     spec = json.dumps({"workspaces": workspaces, "executions": executions, "asset": ASSET})
     done = subprocess.run(
         [sys.executable, "-c", _SETUP, spec],
+        cwd=repo,  # `python -c` imports from the working directory first
         env=env,
         capture_output=True,
         text=True,
@@ -247,7 +250,7 @@ def one_round(args: argparse.Namespace, repo: Path) -> float:
         fresh_database(args.postgres, Path(tmpdir)) as url,
     ):
         env = environment(url, port, repo, Path(tmpdir))
-        workspaces = set_up(env, args.workspaces, per_workspace)
+        workspaces = set_up(env, repo, args.workspaces, per_workspace)
         jobs = [
             (ws["key"], execution, f"{execution}@example.com")
             for i in range(per_workspace)

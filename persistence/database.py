@@ -1,9 +1,8 @@
 """Engine and session factory, and bringing a database to the newest schema.
 
-SQLite runs in WAL mode and every transaction starts with `BEGIN IMMEDIATE`, so the database's
-write lock (not a Python lock) serialises the read-check-insert of the send limits across
-threads and processes. PostgreSQL gets the same guarantee from a row lock on the workspace
-(see `tools/send_queries.py`).
+On SQLite the database's write lock serialises the read-check-insert of the send limits
+across threads and processes (`persistence/sqlite.py`); PostgreSQL gets the same guarantee
+from a row lock on the workspace (`tools/send/queries.py`).
 
 A transaction on `read_only(engine)` writes nothing and takes no write lock: SQLite begins it
 deferred (in WAL mode a reader never waits for the writer), PostgreSQL as `READ ONLY`. The tools
@@ -13,7 +12,7 @@ Every commit waits for the disk (SQLite `synchronous=FULL`), except in `begin_un
 the commit survives a crash of this process but may be lost to a power cut or an OS crash (on
 PostgreSQL also to a crash of the server), until the next synchronised commit flushes it with
 its own. Only for records whose loss is detected and handled (a send's outcome: see
-`tools/sending.py`).
+`tools/send/record.py`).
 """
 
 from __future__ import annotations
@@ -21,7 +20,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 from alembic import command
 from alembic.config import Config
@@ -30,7 +28,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session, sessionmaker
-from sqlalchemy.pool import StaticPool
+
+from persistence.sqlite import sqlite_engine
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 # Any fixed number: the PostgreSQL advisory lock that stops two processes migrating at once.
@@ -43,45 +42,12 @@ _READ_ONLY = "read_only_transactions"
 def make_engine(url: str) -> Engine:
     """Create an engine for `url` with the project's SQLite pragmas and transaction mode."""
     parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite":
-        engine = create_engine(url, pool_pre_ping=True)
-        if engine.dialect.name == "postgresql":
-            event.listen(engine, "begin", _postgresql_begin)
-        return engine
-
-    kwargs: dict[str, Any] = {"connect_args": {"timeout": 30, "check_same_thread": False}}
-    if parsed.database in (None, "", ":memory:"):
-        kwargs["poolclass"] = StaticPool
-    else:
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, **kwargs)
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        # Let SQLAlchemy's "begin" event issue BEGIN itself instead of pysqlite's own logic.
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.close()
-
-    event.listen(engine, "begin", _sqlite_begin)
+    if parsed.get_backend_name() == "sqlite":
+        return sqlite_engine(parsed, read_only_option=_READ_ONLY, unsynced_option=_UNSYNCED)
+    engine = create_engine(url, pool_pre_ping=True)
+    if engine.dialect.name == "postgresql":
+        event.listen(engine, "begin", _postgresql_begin)
     return engine
-
-
-def _sqlite_begin(connection: Connection) -> None:
-    # Set on every transaction, so an unsynced one can never leave its connection unsynced.
-    # FULL is spelled out: a build's default for WAL mode may be NORMAL. The pragma goes
-    # straight to the driver (it cannot wait on a lock); BEGIN goes through SQLAlchemy, so a
-    # lock timeout still arrives as SQLAlchemy's OperationalError.
-    options = connection.get_execution_options()
-    if options.get(_READ_ONLY, False):
-        connection.exec_driver_sql("BEGIN")
-        return
-    driver = connection.connection.driver_connection
-    unsynced = options.get(_UNSYNCED, False)
-    driver.execute("PRAGMA synchronous=NORMAL" if unsynced else "PRAGMA synchronous=FULL")
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _postgresql_begin(connection: Connection) -> None:

@@ -7,7 +7,7 @@ import secrets
 import uuid
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from persistence import Workspace
 from tools import clock
@@ -62,14 +62,17 @@ def create_workspace(args: CreateWorkspaceArgs) -> dict[str, Any]:
     }
 
 
+# Run on every authenticated request: built once (an ORM query per call cost more than the
+# lookup itself).
+_WORKSPACE_OF_KEY = select(Workspace.id).where(Workspace.api_key_hash == bindparam("key_hash"))
+
+
 def workspace_for_api_key(api_key: str) -> str | None:
     """The id of the workspace `api_key` belongs to, or None for an unknown key."""
     if not api_key.startswith("ek_") or len(api_key) > 200:
         return None
-    with get_runtime().read_sessions() as session:
-        return session.scalar(
-            select(Workspace.id).where(Workspace.api_key_hash == hash_api_key(api_key))
-        )
+    with get_runtime().reader.connect() as conn:
+        return conn.scalar(_WORKSPACE_OF_KEY, {"key_hash": hash_api_key(api_key)})
 
 
 @tool_function(WorkspaceArgs)
