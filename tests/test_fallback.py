@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 import tools
 from persistence import EmailExecution
-from tests.builders import api_settings, make_settings, send
+from tests.builders import api_settings, make_settings, outgoing_email, send
 from tests.fake_http import Drop, Slow
 from tests.fake_providers import resend_reply, sendgrid_reply
 from tests.observers import attempt_rows
+from tools.providers.base import (
+    Accepted,
+    CommitsWhileConnected,
+    OutgoingEmail,
+    RetryableProviderError,
+)
+from tools.providers.chain import DeliveryChain
 
 SG_503 = sendgrid_reply(503, "Service Unavailable")
 RS_429 = resend_reply(
@@ -190,6 +198,48 @@ def test_the_development_server_is_never_a_fallback_behind_a_real_provider(
         assert runtime.delivery.names == ["smtp"] and runtime.dev_server is not None
     finally:
         tools.shutdown()
+
+
+class _CommitsLateAndDropsFirst(CommitsWhileConnected):
+    """Fails its first call before it got to commit (its pooled connection was gone)."""
+
+    name = "flaky"
+
+    def __init__(self, events: list[str]) -> None:
+        self.events = events
+        self.calls = 0
+
+    def send(self, email: OutgoingEmail) -> Accepted:
+        raise AssertionError("the chain must let this provider commit")
+
+    def send_committing(self, email: OutgoingEmail, commit: Callable[[], None]) -> Accepted:
+        self.calls += 1
+        if self.calls == 1:
+            raise RetryableProviderError("the pooled connection was gone")
+        commit()
+        self.events.append("handed over")
+        return Accepted("id-1", 250)
+
+
+def test_a_failed_attempt_commits_the_reservation_before_the_backoff():
+    # A reservation that waited through the backoff would hold its lock (every other send of
+    # the database or workspace) for seconds.
+    events: list[str] = []
+
+    def commit() -> None:  # once, as the reservation's own commit
+        if "commit" not in events:
+            events.append("commit")
+
+    chain = DeliveryChain(
+        [_CommitsLateAndDropsFirst(events)],
+        max_retries=1,
+        initial_delay=2.0,
+        sleep=lambda seconds: events.append(f"wait {seconds}"),
+    )
+    outcome = chain.deliver(outgoing_email(), commit=commit)
+
+    assert outcome.sent
+    assert events == ["commit", "wait 2.0", "handed over"]
 
 
 def test_every_attempt_of_a_round_sends_the_same_body(chain, sendgrid_fake, resend_fake):

@@ -281,9 +281,10 @@ def test_the_reservation_is_committed_before_a_connection_is_opened(workspace, s
 def test_a_reservation_that_cannot_be_committed_sends_nothing_and_leaves_no_row(
     workspace, smtp_sink, runtime, mocker
 ):
-    # A commit that fails (a disk error: a fault no input produces, hence the patch) comes
-    # before any provider is contacted: nothing arrives, nothing stays written, and the result
-    # says the database was the trouble. The pooled connection was never touched.
+    # On a pooled connection the commit comes after MAIL FROM. A commit that fails (a disk
+    # error: a fault no input produces, hence the patch) comes before the hand-over, so nothing
+    # may arrive and nothing may stay written, and the result says the database was the
+    # trouble; the connection with the SMTP transaction it had begun is closed, not pooled.
     assert send(workspace, "first@example.com")["status"] == "sent"
     execution_id = approve(workspace["workspace_id"])
     fault = OperationalError("COMMIT", {}, sqlite3.OperationalError("disk I/O error"))
@@ -299,7 +300,7 @@ def test_a_reservation_that_cannot_be_committed_sends_nothing_and_leaves_no_row(
             select(EmailExecution).where(EmailExecution.circuit_execution_id == execution_id)
         ).all()
     assert rows == []
-    assert runtime.delivery.providers[0].idle_connections == 1
+    assert runtime.delivery.providers[0].idle_connections == 0
 
     again = send(workspace, circuit_execution_id=execution_id)  # not a duplicate: nothing was
     assert again["status"] == "sent", again

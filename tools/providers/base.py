@@ -10,6 +10,7 @@ delivered). The shape of django-anymail's backends and listmonk's messengers.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 
@@ -128,3 +129,15 @@ class Provider(ABC):
 
     def close(self) -> None:  # noqa: B027 - most providers hold nothing to release
         """Release connections. Called once when the runtime shuts down."""
+
+
+class CommitsWhileConnected(Provider):
+    """A provider that can make the send's reservation durable during its own protocol, while
+    its server answers a command that delivers nothing (the SMTP provider, while MAIL FROM is
+    answered: see `SMTPProvider.send_committing`). Every other provider gets its email after
+    the delivery chain has committed."""
+
+    @abstractmethod
+    def send_committing(self, email: OutgoingEmail, commit: Callable[[], None]) -> Accepted:
+        """`send`, calling `commit` before anything that could hand the message over, and
+        before any wait that could be long (connecting). What `commit` raises propagates."""

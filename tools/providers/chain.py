@@ -1,5 +1,10 @@
 """Hands a message to the configured providers in order, retrying transient failures.
 
+The send's reservation is committed before any provider could hand the message over: by the
+provider itself when it can do so during its own protocol (`CommitsWhileConnected`), else
+just before it is called, and after any failed attempt, so that the lock it holds never waits
+through a backoff or the next provider.
+
 Each provider gets `max_retries` retries with exponential backoff (initial delay, doubling, or
 the provider's own wait when longer, capped at `max_delay`) on retryable errors; a permanent
 error moves straight to the next provider. An unanswered request (ambiguous) ends the chain:
@@ -16,7 +21,13 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
 from persistence.states import AttemptOutcome
-from tools.providers.base import Accepted, OutgoingEmail, Provider, ProviderError
+from tools.providers.base import (
+    Accepted,
+    CommitsWhileConnected,
+    OutgoingEmail,
+    Provider,
+    ProviderError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +54,13 @@ class DeliveryOutcome:
     # The last request went unanswered: it may have been delivered.
     ambiguous: bool = False
     skipped: list[str] = field(default_factory=list)  # providers passed over (breaker open)
+
+
+def _send(provider: Provider, email: OutgoingEmail, commit: Callable[[], None]) -> Accepted:
+    if isinstance(provider, CommitsWhileConnected):
+        return provider.send_committing(email, commit)
+    commit()
+    return provider.send(email)
 
 
 def _failure_kind(error: ProviderError) -> AttemptOutcome:
@@ -76,15 +94,24 @@ class DeliveryChain:
         return [provider.name for provider in self.providers]
 
     def deliver(
-        self, email: OutgoingEmail, *, skip: Collection[str] = (), first_attempt_number: int = 1
+        self,
+        email: OutgoingEmail,
+        *,
+        commit: Callable[[], None],
+        skip: Collection[str] = (),
+        first_attempt_number: int = 1,
     ) -> DeliveryOutcome:
-        """Try each provider not in `skip`; attempt numbers continue from `first_attempt_number`."""
+        """Try each provider not in `skip`; attempt numbers continue from `first_attempt_number`.
+
+        `commit` makes the send's reservation durable (see the module's note); it may be
+        called more than once. What it raises propagates: nothing was handed over then.
+        """
         outcome = DeliveryOutcome(sent=False)
         for provider in self.providers:
             if provider.name in skip:
                 outcome.skipped.append(provider.name)
                 continue
-            if self._try_provider(provider, email, outcome, first_attempt_number):
+            if self._try_provider(provider, email, outcome, first_attempt_number, commit):
                 return outcome  # sent, or it may have arrived: nothing more, anywhere
         if not outcome.attempts and outcome.skipped:
             # `skip` holds the providers whose circuit breaker is open (CX08).
@@ -92,7 +119,12 @@ class DeliveryChain:
         return outcome
 
     def _try_provider(
-        self, provider: Provider, email: OutgoingEmail, outcome: DeliveryOutcome, first: int
+        self,
+        provider: Provider,
+        email: OutgoingEmail,
+        outcome: DeliveryOutcome,
+        first: int,
+        commit: Callable[[], None],
     ) -> bool:
         """Send through `provider` with its retries, recording each attempt in `outcome`.
         True when the chain must stop here: sent, or an answer that never came."""
@@ -100,8 +132,9 @@ class DeliveryChain:
             number = first + len(outcome.attempts)
             started = time.perf_counter()
             try:
-                accepted = provider.send(email)
+                accepted = _send(provider, email, commit)
             except ProviderError as error:
+                commit()
                 self._failed(provider, email, outcome, error, number, started, retry)
                 if outcome.ambiguous and not provider.idempotent:
                     return True

@@ -4,7 +4,10 @@ The composed email goes through the provider chain (SendGrid -> Resend -> SMTP, 
 configured; providers whose breaker is open are skipped), then its outcome is recorded and the
 result built. Used alike by a request that sends now and by a due scheduled send.
 
-Two faults are told apart, because the row already says `sending`:
+The reservation is committed on the way, before anything could be handed over (see
+`tools/providers/chain.py`). What goes wrong before that commit leaves nothing written and
+nothing sent, and propagates (a database away: `storage_unavailable` at the tool's boundary).
+After it, the row says `sending`, and two faults are told apart:
 - the outcome cannot be recorded (the database went away during the delivery): the result
   says `delivery_unrecorded` with what the provider answered, and the row is left for the
   stalled-send sweep;
@@ -38,15 +41,20 @@ def deliver(runtime: Runtime, reserved: Reserved) -> dict[str, Any]:
     try:
         outcome = runtime.delivery.deliver(
             compose(runtime, reserved),
+            commit=reserved.commit,
             skip=cooling_down(reserved.breakers, clock.utcnow()),
             first_attempt_number=execution.attempt_number + 1,
         )
+        reserved.commit()  # no provider did: every one was skipped
     except Exception as error:
-        crashed = DeliveryOutcome(
-            sent=False, ambiguous=True, last_error=f"internal error: {type(error).__name__}"
-        )
-        record(runtime, reserved, crashed, error_code=ErrorCode.INTERNAL_ERROR)
+        if reserved.commit.done:
+            crashed = DeliveryOutcome(
+                sent=False, ambiguous=True, last_error=f"internal error: {type(error).__name__}"
+            )
+            record(runtime, reserved, crashed, error_code=ErrorCode.INTERNAL_ERROR)
         raise
+    finally:
+        reserved.commit.abandon()  # rolls back only a reservation never committed
     try:
         recorded = record(runtime, reserved, outcome)
     except DATABASE_ERRORS as error:

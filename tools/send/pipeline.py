@@ -51,6 +51,10 @@ def send_email(args: SendEmailArgs) -> dict[str, Any]:
         case Repeat(email_id, circuits):
             return results.repeat(Execution.of(load_execution(email_id)), circuits)
         case Reserved() if later:
+            try:
+                reservation.commit()
+            finally:
+                reservation.commit.abandon()
             log.info("email scheduled", extra={"email_id": reservation.execution.id})
             return results.scheduled(reservation)
         case Reserved():

@@ -17,7 +17,9 @@ that fails being the one reported:
  6. the row is written: inserted (`sending`, or `scheduled` for later), or for a due send
     claimed (`scheduled` -> `sending`) unless another worker claimed it first.
 The commit waits for the disk: a send is never handed over before its row is durable, so a
-crash leaves a trace and the same send is never made twice.
+crash leaves a trace and the same send is never made twice. A send that goes now is returned
+with its transaction still open (`PendingCommit`): it is committed by the delivery, at the
+last moment before anything could be handed over (`tools/providers/chain.py`).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Row
+from sqlalchemy.engine import RootTransaction
 from sqlalchemy.exc import IntegrityError
 
 from persistence import EmailExecution, ExecutionStatus
@@ -88,10 +91,38 @@ class Execution:
 _EXECUTION_FIELDS = tuple(field.name for field in dataclasses.fields(Execution))
 
 
+class PendingCommit:
+    """The reservation's transaction, still holding the workspace's lock: commit it (once;
+    later calls do nothing), or `abandon` it (a rollback, unless it was committed)."""
+
+    def __init__(self, connection: Connection, transaction: RootTransaction) -> None:
+        self.connection = connection
+        self._transaction = transaction
+        self.done = False
+
+    def __call__(self) -> None:
+        """Commit and release the connection. What the commit raises propagates; the
+        transaction is then rolled back and calling again raises `RuntimeError`."""
+        if self.done:
+            return
+        if self.connection.closed:
+            raise RuntimeError("this reservation was rolled back")
+        try:
+            self._transaction.commit()
+        finally:
+            self.connection.close()
+        self.done = True
+
+    def abandon(self) -> None:
+        if not self.done:
+            self.connection.close()
+
+
 @dataclass(frozen=True)
 class Reserved:
-    """The send may go: its row is committed (`sending`, or `scheduled` when accepted for
-    later). `breakers` are the providers cooling down when it was reserved."""
+    """The send may go: its row is written (`sending`, or `scheduled` when accepted for
+    later) and becomes durable with `commit`, which the caller must call or abandon.
+    `breakers` are the providers cooling down when it was reserved."""
 
     send: CheckedSend
     execution: Execution
@@ -99,6 +130,7 @@ class Reserved:
     circuits: CircuitState
     asset: FinalAsset
     breakers: dict[str, datetime]
+    commit: PendingCommit
 
 
 @dataclass(frozen=True)
@@ -132,29 +164,36 @@ def reserve(
 
     `later`: accepted to go at `scheduled_for` (only suppression is checked now; the limits
     when it is due). `due`: the scheduled row being sent now, claimed instead of inserted.
-    Database errors propagate (nothing is written when they do).
+    Anything but `Reserved` has written nothing; so have database errors, which propagate.
     """
     now = clock.utcnow()
+    conn = runtime.engine.connect()
     try:
-        with runtime.engine.connect() as conn, conn.begin() as transaction:
-            decision = _decide(runtime, conn, send, now, later=later, due=due)
-            if not isinstance(decision, Reserved):
-                transaction.rollback()
+        pending = PendingCommit(conn, conn.begin())
+        decision = _decide(runtime, pending, send, now, later=later, due=due)
+        if isinstance(decision, Reserved):
             return decision
     except IntegrityError:
         # Only reachable if rows were written around the lock: still one send.
+        conn.close()
         return Repeat(_existing_id(runtime, send), None)
+    except BaseException:
+        conn.close()
+        raise
+    conn.close()  # rolls back: nothing to write
+    return decision
 
 
 def _decide(
     runtime: Runtime,
-    conn: Connection,
+    pending: PendingCommit,
     send: CheckedSend,
     now: datetime,
     *,
     later: bool,
     due: Execution | None,
 ) -> Reservation:
+    conn = pending.connection
     workspace = _lock_workspace(conn, send.args.workspace_id)
     if workspace is None:
         return Refused(ToolFailure(ErrorCode.UNKNOWN_WORKSPACE, "no such workspace"), None)
@@ -176,7 +215,7 @@ def _decide(
     else:
         execution = _insert(conn, send, workspace, asset, digest, now, later=later)
     breakers = open_breakers(conn) if checks.breaker_open and not later else {}
-    return Reserved(send, execution, workspace, circuits, asset, breakers)
+    return Reserved(send, execution, workspace, circuits, asset, breakers, pending)
 
 
 def _lock_workspace(conn: Connection, workspace_id: str) -> WorkspaceView | None:
