@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from flask import Response, jsonify
+from flask.json.provider import DefaultJSONProvider
 from flask_openapi3 import Info, OpenAPI
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import BadRequest, HTTPException
 
 import tools
 from api.auth import SECURITY_SCHEMES
@@ -20,6 +22,19 @@ from persistence import unavailable
 from settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+class _JSONProvider(DefaultJSONProvider):
+    """Flask's JSON, with a body nested beyond what the parser can follow refused as a 400
+    (`[` a thousand times is 2 KB) instead of a RecursionError answered 500."""
+
+    def loads(self, s: str | bytes, **kwargs: Any) -> Any:
+        try:
+            return super().loads(s, **kwargs)
+        except RecursionError:
+            log.warning("request refused: JSON nested too deeply")
+            message = "the request body is JSON nested too deeply"
+            raise BadRequest(response=error_response(400, "invalid_input", message)) from None
 
 
 def create_app(settings: Settings | None = None) -> OpenAPI:
@@ -41,6 +56,7 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
         doc_prefix="/docs",
     )
     app.config["MAX_CONTENT_LENGTH"] = runtime.settings.api_max_request_bytes
+    app.json = _JSONProvider(app)
     app.json.sort_keys = False  # type: ignore[attr-defined]
     for blueprint in (circuits, email, webhooks, unsubscribe):
         app.register_api(blueprint)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -253,6 +254,24 @@ def test_a_body_that_is_not_a_json_object_is_400(api, workspace, content):
 
     assert reply.status_code == 400
     assert reply.json()["error"]["code"] == "invalid_input"
+
+
+@pytest.mark.parametrize("path", [SEND, "/api/email/send", "/api/email/validate", EXECUTIONS])
+def test_json_nested_too_deeply_is_a_400_and_one_log_line(api, workspace, path, caplog):
+    nested = b"[" * 1000 + b"]" * 1000  # 2 KB the parser cannot follow
+
+    reply = api.post(
+        path, key=workspace["api_key"], content=nested, headers={"Content-Type": "application/json"}
+    )
+
+    assert reply.status_code == 400
+    assert reply.json()["error"] == {
+        "code": "invalid_input",
+        "message": "the request body is JSON nested too deeply",
+    }
+    logged = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert [r.getMessage() for r in logged] == ["request refused: JSON nested too deeply"]
+    assert logged[0].exc_info is None  # no traceback
 
 
 def test_failed_circuits_are_403_with_the_seed_body(api, workspace, smtp_sink):
