@@ -19,13 +19,14 @@ import sys
 import textwrap
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import tools
 from agents.messages import Candidate, SendRequest
 from orchestration.model_config import ModelConfigError, config_path, load_model_client
+from orchestration.signals import handling_signals
 from orchestration.team import ChatRun, run_send_sync
 from orchestration.transcript_view import render
 from settings import SettingsError, load_settings
@@ -253,20 +254,8 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
         logging.getLogger("worker").info("stopping after the send in hand")
         stop.set()
 
-    with _handling_signals(request_stop, signal.SIGTERM, signal.SIGINT):
+    with handling_signals(request_stop, signal.SIGTERM, signal.SIGINT):
         yield
-
-
-@contextlib.contextmanager
-def _handling_signals(handler: Callable[[int, Any], None], *signals: int) -> Iterator[None]:
-    """`handler` for `signals` while the block runs; the previous handlers afterwards (tests
-    call `main.main` in-process)."""
-    previous = {sig: signal.signal(sig, handler) for sig in signals}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
 
 
 def run_rotate_key(args: argparse.Namespace) -> int:
@@ -277,25 +266,12 @@ def run_rotate_key(args: argparse.Namespace) -> int:
 
 def run_serve(args: argparse.Namespace) -> int:
     from api import create_app
-    from api.server import make_server
+    from api.server import make_server, serve_until_stopped
 
     server = make_server(create_app(), args.host, args.port, threads=args.threads)
     print(f"Serving the API on http://{args.host}:{server.effective_port} (docs at /docs/)")
-    # SIGTERM (a process manager's stop) stops the server as Ctrl-C does: on KeyboardInterrupt
-    # waitress stops taking requests and gives the ones in hand up to 5 s to finish, so a send
-    # under way is delivered, recorded and answered rather than cut off mid-delivery (where it
-    # would stay `sending` until the stalled-send sweep escalates it as unconfirmed). A second
-    # signal stops at once.
-    with _handling_signals(_interrupt, signal.SIGTERM):
-        try:
-            server.run()
-        finally:
-            server.close()
+    serve_until_stopped(server)
     return 0
-
-
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -6,17 +6,20 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
+import time
 from email import message_from_bytes, policy
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 import tools
 from tests.builders import approve
-from tests.processes import child_environment, stop_once_a_message_arrives
+from tests.processes import child_environment
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -206,10 +209,28 @@ def test_serve_runs_the_api_on_waitress_and_rotate_key_replaces_the_key(tmp_path
     assert _run(["rotate-key", "not-a-workspace"], tmp_path).returncode == 1
 
 
-def test_a_stopped_server_finishes_the_send_in_hand(settings, workspace, smtp_sink):
+class _HeldData:
+    """Makes the SMTP sink hold its answer to DATA until `release`: a send in hand for as long
+    as the test needs, whatever the machine's speed."""
+
+    def __init__(self, sink: Any) -> None:
+        self.arrived = threading.Event()
+        self.released = threading.Event()
+        sink.recorder.on_data = self._hold
+
+    def _hold(self) -> None:
+        self.arrived.set()
+        self.released.wait(60)
+
+    def release(self) -> None:
+        self.released.set()
+
+
+def _serve_with_a_send_in_hand(settings, workspace, smtp_sink):
+    """`main.py serve`, a send posted to it and held at DATA: (server, port, answers, held)."""
     asset = {"subject": "Plain hello", "html_body": "<p>Hello there</p>"}
     execution_id = approve(workspace["workspace_id"], asset=asset)
-    smtp_sink.recorder.data_delay = 2.0  # the message waits for its answer
+    held = _HeldData(smtp_sink)
     server = subprocess.Popen(
         [sys.executable, str(REPO / "main.py"), "serve", "--port", "0"],
         env=child_environment(settings, smtp_sink),
@@ -217,26 +238,82 @@ def test_a_stopped_server_finishes_the_send_in_hand(settings, workspace, smtp_si
         stderr=subprocess.PIPE,
         text=True,
     )
-    answers: list[httpx.Response] = []
+    port = _port(server)
+    answers: list[httpx.Response | Exception] = []
     request = threading.Thread(
-        target=lambda: answers.append(_post_send(server, workspace["api_key"], execution_id)),
+        target=lambda: answers.append(_post_send(port, workspace["api_key"], execution_id)),
         daemon=True,
     )
     request.start()
-    assert stop_once_a_message_arrives(server, smtp_sink) == 0
-    request.join(10)
+    assert held.arrived.wait(60), "the send never reached the SMTP server"
+    return server, port, answers, held
+
+
+def _refused(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
+    except ConnectionRefusedError:
+        return True
+    return False
+
+
+def test_a_stopped_server_refuses_new_connections_and_answers_the_send_in_hand(
+    settings, workspace, smtp_sink
+):
+    server, port, answers, held = _serve_with_a_send_in_hand(settings, workspace, smtp_sink)
+    try:
+        server.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 30
+        while not _refused(port):
+            assert time.monotonic() < deadline, "still accepting connections after SIGTERM"
+            time.sleep(0.02)
+        assert server.poll() is None  # refusing while the send is still in hand
+        held.release()
+        assert server.wait(timeout=30) == 0
+    finally:
+        held.release()
+        if server.poll() is None:
+            server.kill()
+            server.wait()
 
     [execution] = tools.get_send_history(workspace["workspace_id"])["executions"]
     assert execution["status"] == "sent"  # recorded, not left `sending`
-    assert len(smtp_sink.messages) == 1
     [answer] = answers  # and answered before the process ended
+    assert isinstance(answer, httpx.Response), answer
     assert answer.status_code == 200 and answer.json()["status"] == "sent"
 
 
-def _post_send(server: subprocess.Popen[str], key: str, execution_id: str) -> httpx.Response:
+def test_a_stopped_server_exits_after_its_grace_period_even_with_a_send_still_held(
+    settings, workspace, smtp_sink
+):
+    # The send stays held until the process has exited: it cannot wait for it.
+    server, _, answers, held = _serve_with_a_send_in_hand(settings, workspace, smtp_sink)
+    try:
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=30) == 0  # 5 s (waitress's shutdown wait) after the signal
+    finally:
+        held.release()
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+    assert "1 thread(s) still running" in server.stderr.read()
+    deadline = time.monotonic() + 30
+    while not answers:
+        assert time.monotonic() < deadline, "the held request was neither answered nor closed"
+        time.sleep(0.02)
+    assert isinstance(answers[0], httpx.HTTPError)  # closed unanswered when the process ended
+    [execution] = tools.get_send_history(workspace["workspace_id"])["executions"]
+    assert execution["status"] == "sending"  # the stalled-send sweep escalates it later
+
+
+def _port(server: subprocess.Popen[str]) -> int:
     assert server.stdout is not None
-    port = re.search(r"http://127\.0\.0\.1:(\d+)", server.stdout.readline())
-    assert port is not None
+    found = re.search(r"http://127\.0\.0\.1:(\d+)", server.stdout.readline())
+    assert found is not None
+    return int(found.group(1))
+
+
+def _post_send(port: int, key: str, execution_id: str) -> httpx.Response | Exception:
     body = {
         "to": "carol@example.com",
         "subject": "Plain hello",
@@ -244,9 +321,12 @@ def _post_send(server: subprocess.Popen[str], key: str, execution_id: str) -> ht
         "circuit_execution_id": execution_id,
         "client_id": "550e8400-e29b-41d4-a716-446655440000",
     }
-    return httpx.post(
-        f"http://127.0.0.1:{port.group(1)}/api/email/send",
-        json=body,
-        headers={"Authorization": f"Bearer {key}"},
-        timeout=30,
-    )
+    try:
+        return httpx.post(
+            f"http://127.0.0.1:{port}/api/email/send",
+            json=body,
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=60,
+        )
+    except httpx.HTTPError as error:  # the connection closed unanswered
+        return error

@@ -38,6 +38,8 @@ from tools.providers.smtp_mime import build_mime
 
 log = logging.getLogger(__name__)
 
+_QUIT_TIMEOUT_SECONDS = 1.0
+
 
 class _VerifiedTimeoutConnection(Connection):
     def __init__(self, mail: Any, timeout: float, tls_context: ssl.SSLContext) -> None:
@@ -295,6 +297,10 @@ class SMTPProvider(CommitsWhileConnected):
     def _close(connection: _VerifiedTimeoutConnection) -> None:
         if connection.host is not None:
             try:
+                if connection.host.sock is not None:
+                    # QUIT's answer changes nothing: never wait long for it (at shutdown, the
+                    # process's exit waits on it).
+                    connection.host.sock.settimeout(_QUIT_TIMEOUT_SECONDS)
                 connection.host.quit()
             except (smtplib.SMTPException, OSError):
                 connection.host.close()
