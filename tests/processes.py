@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import time
+import threading
+from typing import IO
 
 from settings import Settings
 from tests.smtp_sink import SMTPSink
@@ -25,18 +24,19 @@ def child_environment(settings: Settings, sink: SMTPSink) -> dict[str, str]:
     return env
 
 
-def stop_once_a_message_arrives(process: subprocess.Popen[str], sink: SMTPSink) -> int:
-    """SIGTERM `process`, as a process manager stops it, once `sink` holds a message; returns
-    its exit code. A process still running 30 s later is killed (and the test fails)."""
-    try:
-        deadline = time.monotonic() + 60
-        while not sink.messages:
-            assert process.poll() is None, process.stderr.read() if process.stderr else ""
-            assert time.monotonic() < deadline, "no message reached the SMTP server"
-            time.sleep(0.02)
-        process.send_signal(signal.SIGTERM)
-        return process.wait(timeout=30)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+def wait_for_line(stream: IO[str], text: str, timeout: float = 60) -> list[str]:
+    """Read `stream` (a child's stderr, say) until a line contains `text`; the lines read.
+    Fails if no such line came within `timeout` seconds."""
+    lines: list[str] = []
+    found = threading.Event()
+
+    def read() -> None:
+        for line in stream:
+            lines.append(line)
+            if text in line:
+                found.set()
+                return
+
+    threading.Thread(target=read, daemon=True).start()
+    assert found.wait(timeout), f"no line with {text!r} in: {''.join(lines)[-2000:]}"
+    return lines

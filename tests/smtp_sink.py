@@ -117,3 +117,21 @@ class SMTPSink(LocalSMTPServer):
     @property
     def messages(self) -> list[Received]:
         return self.recorder.messages
+
+
+class HeldData:
+    """Makes a sink hold its answer to DATA until `release()`: a send in hand for as long as a
+    test needs, whatever the machine's speed. `arrived` is set once a DATA command came. (The
+    sink answers nothing else meanwhile: its event loop waits.)"""
+
+    def __init__(self, sink: SMTPSink) -> None:
+        self.arrived = threading.Event()
+        self.released = threading.Event()
+        sink.recorder.on_data = self._hold
+
+    def _hold(self) -> None:
+        self.arrived.set()
+        self.released.wait(60)
+
+    def release(self) -> None:
+        self.released.set()

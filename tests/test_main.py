@@ -13,13 +13,13 @@ import threading
 import time
 from email import message_from_bytes, policy
 from pathlib import Path
-from typing import Any
 
 import httpx
 
 import tools
 from tests.builders import approve
 from tests.processes import child_environment
+from tests.smtp_sink import HeldData
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -209,28 +209,11 @@ def test_serve_runs_the_api_on_waitress_and_rotate_key_replaces_the_key(tmp_path
     assert _run(["rotate-key", "not-a-workspace"], tmp_path).returncode == 1
 
 
-class _HeldData:
-    """Makes the SMTP sink hold its answer to DATA until `release`: a send in hand for as long
-    as the test needs, whatever the machine's speed."""
-
-    def __init__(self, sink: Any) -> None:
-        self.arrived = threading.Event()
-        self.released = threading.Event()
-        sink.recorder.on_data = self._hold
-
-    def _hold(self) -> None:
-        self.arrived.set()
-        self.released.wait(60)
-
-    def release(self) -> None:
-        self.released.set()
-
-
 def _serve_with_a_send_in_hand(settings, workspace, smtp_sink):
     """`main.py serve`, a send posted to it and held at DATA: (server, port, answers, held)."""
     asset = {"subject": "Plain hello", "html_body": "<p>Hello there</p>"}
     execution_id = approve(workspace["workspace_id"], asset=asset)
-    held = _HeldData(smtp_sink)
+    held = HeldData(smtp_sink)
     server = subprocess.Popen(
         [sys.executable, str(REPO / "main.py"), "serve", "--port", "0"],
         env=child_environment(settings, smtp_sink),

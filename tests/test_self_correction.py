@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -16,14 +17,15 @@ from typing import Any
 from unittest import mock
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 import tools
-from persistence import ProviderBreaker, SelfCorrectionAction
+from persistence import EmailExecution, ProviderBreaker, SelfCorrectionAction
 from tests.builders import api_settings, approve, make_settings, send
 from tests.fake_providers import resend_reply, sendgrid_reply
 from tests.observers import attempt_rows
-from tests.processes import child_environment, stop_once_a_message_arrives
+from tests.processes import child_environment, wait_for_line
+from tests.smtp_sink import HeldData
 from tools import clock
 
 REPO = Path(__file__).resolve().parent.parent
@@ -420,12 +422,15 @@ def test_concurrent_sweeps_escalate_each_stalled_send_once_on_postgresql(
 def test_a_stopped_worker_finishes_the_send_in_hand_and_leaves_the_rest_due(
     runtime, settings, workspace, smtp_sink
 ):
-    soon = clock.utcnow() + timedelta(seconds=1)
-    first = send(workspace, "a@example.com", scheduled_for=soon.isoformat())
-    second = send(workspace, "b@example.com", scheduled_for=soon.isoformat())
-    while clock.utcnow() <= soon:
-        time.sleep(0.05)
-    smtp_sink.recorder.data_delay = 2.0  # the first message waits for its answer
+    later = (clock.utcnow() + timedelta(hours=1)).isoformat()
+    first = send(workspace, "a@example.com", scheduled_for=later)
+    second = send(workspace, "b@example.com", scheduled_for=later)
+    # Due now, for the worker process too (its clock cannot be moved: the rows' can).
+    with runtime.engine.begin() as conn:
+        conn.execute(
+            update(EmailExecution).values(scheduled_for=clock.utcnow() - timedelta(seconds=1))
+        )
+    held = HeldData(smtp_sink)  # the first message waits for its answer
     worker = subprocess.Popen(
         [sys.executable, str(REPO / "main.py"), "worker", "--interval", "0.2"],
         env=child_environment(settings, smtp_sink),
@@ -433,10 +438,21 @@ def test_a_stopped_worker_finishes_the_send_in_hand_and_leaves_the_rest_due(
         stderr=subprocess.PIPE,
         text=True,
     )
-    assert stop_once_a_message_arrives(worker, smtp_sink) == 0
+    try:
+        assert held.arrived.wait(60), "the worker sent nothing"
+        worker.send_signal(signal.SIGTERM)
+        assert worker.stderr is not None
+        wait_for_line(worker.stderr, "stopping after the send in hand")
+        held.release()
+        assert worker.wait(timeout=60) == 0
+    finally:
+        held.release()
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
 
     statuses = sorted(tools.get_email_status(r["email_id"])["status"] for r in (first, second))
     assert statuses == ["scheduled", "sent"]  # recorded, not left `sending`; the other waits
     assert len(smtp_sink.messages) == 1
-    smtp_sink.recorder.data_delay = 0.0
+    smtp_sink.recorder.on_data = None
     assert tools.send_due_emails()["sent"] == 1
