@@ -29,8 +29,9 @@ from orchestration.model_config import ModelConfigError, config_path, load_model
 from orchestration.signals import handling_signals
 from orchestration.team import ChatRun, run_send_sync
 from orchestration.transcript_view import render
-from settings import SettingsError, load_settings
+from settings import Settings, SettingsError, load_settings
 from tools.schemas import REQUIRED_CIRCUITS
+from tools.send import send_due_email
 
 DEMO_ASSET = {
     "subject": "Welcome to Acme, Sam",
@@ -98,6 +99,20 @@ def run_demo(_args: argparse.Namespace) -> int:
     blocked = _chat(workspace_id, unapproved, "sam@example.com")
 
     print("\n3. The provider is down (SMTP pointed at a closed port, no retries).")
+    failed, retried = _outage(settings, workspace_id)
+
+    ok = passed.sent and not blocked.sent and blocked.verdict is not None
+    ok = ok and failed.correction is not None and failed.correction.action == "reschedule"
+    ok = ok and retried == "delivery_failed"
+    print(
+        f"\nEach run's transcript is stored in agent_transcripts. Demo {'ok' if ok else 'FAILED'}."
+    )
+    return 0 if ok else 1
+
+
+def _outage(settings: Settings, workspace_id: str) -> tuple[ChatRun, str | None]:
+    """A send whose provider is down: CX08 reschedules it; its retry, made due at once, fails
+    again and is escalated. So the demo leaves nothing due for a later worker to send."""
     outage = dataclasses.replace(
         settings,
         smtp_server="127.0.0.1",
@@ -105,19 +120,19 @@ def run_demo(_args: argparse.Namespace) -> int:
         sendgrid_api_key=None,
         resend_api_key=None,
         max_retries=0,
+        reschedule_delay_seconds=0,
     )
     tools.configure(outage)
     try:
         failed = _chat(workspace_id, _demo_execution(workspace_id), "alex@example.com")
+        email_id = failed.outcome.email_id if failed.outcome else None
+        retried = send_due_email(email_id) if email_id else None
+        if retried is not None:
+            final = tools.self_correct(email_id)
+            print(f"   The worker's retry: {retried}; CX08 {final['action']}: {final['reason']}")
     finally:
         tools.configure(settings)
-
-    ok = passed.sent and not blocked.sent and blocked.verdict is not None
-    ok = ok and failed.correction is not None and failed.correction.action != "none"
-    print(
-        f"\nEach run's transcript is stored in agent_transcripts. Demo {'ok' if ok else 'FAILED'}."
-    )
-    return 0 if ok else 1
+    return failed, retried
 
 
 def _demo_execution(workspace_id: str, *, skip: str | None = None) -> str:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -49,6 +51,7 @@ def test_demo_runs_the_group_chat_pass_circuit_failure_and_self_correction(tmp_p
     assert "NOT approved: missing CX05_BRAND_GUARD" in second and "EmailAgent" not in second
     assert "EmailAgent: scheduled [all_providers_failed]" in third
     assert "SelfCorrectionAgent: CX08 reschedule" in third
+    assert "The worker's retry: delivery_failed; CX08 escalate" in third
     match = re.search(r"Open it: (\S+\.eml)", out)
     assert match, out
     eml = Path(match.group(1))
@@ -59,6 +62,16 @@ def test_demo_runs_the_group_chat_pass_circuit_failure_and_self_correction(tmp_p
     assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert len(list((tmp_path / "outbox").glob("*.eml"))) == 1  # the other two were not sent
     assert (tmp_path / "email_agent.db").exists()
+
+    with contextlib.closing(sqlite3.connect(tmp_path / "email_agent.db")) as db:
+        statuses = dict(
+            db.execute("SELECT status, count(*) FROM email_agent_executions GROUP BY 1")
+        )
+    assert statuses == {"sent": 1, "escalated": 1}  # nothing scheduled for a later worker
+    worker = _run(["worker", "--once"], tmp_path)  # the demo left nothing due
+    assert worker.returncode == 0, worker.stderr
+    assert worker.stdout == ""  # it prints what it sent, folded or escalated
+    assert len(list((tmp_path / "outbox").glob("*.eml"))) == 1
 
     again = _run([], tmp_path)  # a second run on the same database works too
     assert again.returncode == 0, again.stderr
