@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,7 +39,6 @@ class RecordingHandler:
         self.data_delay = 0.0  # seconds to wait, after storing a message, before answering
         self.on_data: Callable[[], None] | None = None  # runs while DATA is being answered
         self.sessions = 0
-        self.data_times: list[float] = []  # time.monotonic() of every DATA command
         self._lock = threading.Lock()
 
     def _next(self, script: deque[str]) -> str | None:
@@ -92,7 +90,6 @@ class RecordingHandler:
         if self.on_data is not None:
             self.on_data()
         with self._lock:
-            self.data_times.append(time.monotonic())
             if self.replies:
                 return self.replies.popleft()
             self.messages.append(
