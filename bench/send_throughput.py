@@ -290,7 +290,7 @@ def case_a(port: int, counter: Synchronized, n: int, html: str, text: str) -> fl
 
 def case_b(port: int, counter: Synchronized, n: int, html: str, text: str) -> float:
     # Imported here, not at the top: importing Flask-Mail re-registers the global "utf-8"
-    # charset (see tools/mime.py), and case (a) builds its message before that happens.
+    # charset (see tools/providers/smtp_mime.py), and case (a) builds its message before that.
     import flask_mail
     from flask import Flask
 
