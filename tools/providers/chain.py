@@ -63,6 +63,30 @@ def _send(provider: Provider, email: OutgoingEmail, commit: Callable[[], None]) 
     return provider.send(email)
 
 
+def _add_attempt(
+    outcome: DeliveryOutcome,
+    provider: Provider,
+    number: int,
+    started: float,
+    kind: AttemptOutcome,
+    status_code: int | None,
+    *,
+    error: str | None = None,
+    provider_fault: bool = False,
+) -> None:
+    outcome.attempts.append(
+        AttemptRecord(
+            provider=provider.name,
+            attempt_number=number,
+            outcome=kind,
+            status_code=status_code,
+            error=error,
+            latency_ms=(time.perf_counter() - started) * 1000,
+            provider_fault=provider_fault,
+        )
+    )
+
+
 def _failure_kind(error: ProviderError) -> AttemptOutcome:
     if error.ambiguous:
         return AttemptOutcome.AMBIGUOUS
@@ -157,16 +181,15 @@ class DeliveryChain:
         started: float,
         retry: int,
     ) -> None:
-        outcome.attempts.append(
-            AttemptRecord(
-                provider=provider.name,
-                attempt_number=number,
-                outcome=_failure_kind(error),
-                status_code=error.status_code,
-                error=str(error),
-                latency_ms=(time.perf_counter() - started) * 1000,
-                provider_fault=error.provider_fault,
-            )
+        _add_attempt(
+            outcome,
+            provider,
+            number,
+            started,
+            _failure_kind(error),
+            error.status_code,
+            error=str(error),
+            provider_fault=error.provider_fault,
         )
         outcome.last_error = f"{provider.name}: {error}"
         outcome.retry_count = retry
@@ -192,16 +215,7 @@ class DeliveryChain:
         started: float,
         retry: int,
     ) -> None:
-        outcome.attempts.append(
-            AttemptRecord(
-                provider=provider.name,
-                attempt_number=number,
-                outcome=AttemptOutcome.SENT,
-                status_code=accepted.status_code,
-                error=None,
-                latency_ms=(time.perf_counter() - started) * 1000,
-            )
-        )
+        _add_attempt(outcome, provider, number, started, AttemptOutcome.SENT, accepted.status_code)
         outcome.sent = True
         outcome.ambiguous = False  # the idempotent provider answered at last
         outcome.provider = provider.name
