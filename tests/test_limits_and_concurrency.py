@@ -297,3 +297,24 @@ def test_due_send_is_blocked_when_a_circuit_failed_meanwhile(workspace, smtp_sin
     status = tools.get_email_status(scheduled["email_id"])
     assert status["status"] == "blocked" and status["error_code"] == "circuit_validation_failed"
     assert smtp_sink.messages == []
+
+
+def test_a_due_send_that_no_longer_fits_the_rules_is_blocked_and_the_rest_go(
+    workspace, smtp_sink, runtime, mocker
+):
+    later = (clock.utcnow() + timedelta(hours=1)).isoformat()
+    broken = send(workspace, "a@example.com", scheduled_for=later)
+    fine = send(workspace, "b@example.com", scheduled_for=later)
+    with runtime.engine.begin() as conn:  # written by an older version, say
+        conn.exec_driver_sql(
+            "UPDATE email_agent_executions SET subject = 'two\nlines' WHERE id = ?",
+            (broken["email_id"],),
+        )
+    mocker.patch("tools.clock.utcnow", return_value=clock.utcnow() + timedelta(hours=2))
+
+    counts = tools.send_due_emails()
+
+    assert (counts["blocked"], counts["sent"]) == (1, 1)
+    status = tools.get_email_status(broken["email_id"])
+    assert (status["status"], status["error_code"]) == ("blocked", "header_injection")
+    assert tools.get_email_status(fine["email_id"])["status"] == "sent"

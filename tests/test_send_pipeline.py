@@ -342,3 +342,28 @@ def test_copies_are_sent_once_per_person(workspace, smtp_sink, runtime):
         "carol@example.com",
         "dave@example.com",
     ]
+
+
+def test_an_outcome_the_database_cannot_take_is_reported_not_raised(
+    workspace, smtp_sink, runtime, mocker
+):
+    # The database fails just after the hand-over (a disk error, hence the patch; with
+    # PostgreSQL cut for real: tests/test_storage_faults.py).
+    disk = OperationalError("UPDATE", {}, sqlite3.OperationalError("disk I/O error"))
+    mocker.patch("tools.send.deliver.record", side_effect=disk)
+    result = send(workspace)
+
+    assert (result["status"], result["error"]["code"]) == ("sending", "delivery_unrecorded")
+    assert result["execution_result"]["sent"] is True
+    assert len(smtp_sink.messages) == 1
+    assert committed_statuses(runtime) == ["sending"]  # left for the stalled-send sweep
+
+
+def test_a_crash_whose_record_fails_too_raises_the_crash(workspace, smtp_sink, runtime, mocker):
+    disk = OperationalError("UPDATE", {}, sqlite3.OperationalError("disk I/O error"))
+    mocker.patch("tools.providers.smtp.build_mime", side_effect=RuntimeError("boom"))
+    mocker.patch("tools.send.deliver.record", side_effect=disk)
+    with pytest.raises(RuntimeError, match="boom"):
+        send(workspace)
+    assert committed_statuses(runtime) == ["sending"]  # left for the stalled-send sweep
+    assert runtime.engine.pool.checkedout() == 0

@@ -245,7 +245,8 @@ def test_a_message_that_fails_to_build_leaves_no_open_transaction_behind(
 ):
     # DATA is on its way when the message is built; a build that fails (a fault no input
     # produces, hence the patch) must not leave that half-open transaction on a reused
-    # connection, where the next send's MAIL FROM would be refused as nested.
+    # connection, where the next send's MAIL FROM would be refused as nested. The send itself
+    # is escalated (a crash after the commit: never resent).
     with (
         mock.patch("tools.providers.smtp.build_mime", side_effect=RuntimeError("boom")),
         pytest.raises(RuntimeError, match="boom"),
@@ -253,6 +254,9 @@ def test_a_message_that_fails_to_build_leaves_no_open_transaction_behind(
         send(workspace, "a@example.com")
     assert smtp_sink.messages == []
     assert runtime.delivery.providers[0].idle_connections == 0  # closed, not pooled
+    [crashed] = tools.get_send_history(workspace["workspace_id"])["executions"]
+    status = tools.get_email_status(crashed["email_id"])
+    assert (status["status"], status["error_code"]) == ("escalated", "internal_error")
 
     assert send(workspace, "b@example.com")["status"] == "sent"
     assert [m.rcpt_tos for m in smtp_sink.messages] == [["b@example.com"]]

@@ -55,6 +55,11 @@ class DeliveryOutcome:
     ambiguous: bool = False
     skipped: list[str] = field(default_factory=list)  # providers passed over (breaker open)
 
+    @property
+    def last_provider(self) -> str | None:
+        """The provider that sent it, else the last one tried."""
+        return self.provider or (self.attempts[-1].provider if self.attempts else None)
+
 
 def _send(provider: Provider, email: OutgoingEmail, commit: Callable[[], None]) -> Accepted:
     if isinstance(provider, CommitsWhileConnected):

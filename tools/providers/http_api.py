@@ -78,7 +78,7 @@ class HTTPAPIProvider(Provider):
                 f"{self.name}: request could not be made ({type(error).__name__})",
                 provider_fault=True,
             ) from error
-        except httpx.TransportError as error:
+        except (httpx.TransportError, httpx.DecodingError) as error:
             # The request may have been read and acted on before the answer was lost.
             raise AmbiguousDeliveryError(
                 f"{self.name}: no answer after the request was sent ({type(error).__name__}); "

@@ -185,10 +185,16 @@ class SMTPProvider(CommitsWhileConnected):
         pooled connection it commits before connecting, and before saying QUIT to a stale
         one: each can take up to the timeout, too long to hold the reservation's lock."""
         connection, stale = self._pooled()
-        if connection is None or stale:
-            commit()
-        for old in stale:
-            self._close(old)
+        try:
+            if connection is None or stale:
+                commit()
+        except BaseException:
+            if connection is not None:
+                self._release(connection)  # untouched: still good for the next send
+            raise
+        finally:
+            for old in stale:
+                self._close(old)
         if connection is None:
             try:
                 connection = self._connect()

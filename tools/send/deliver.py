@@ -48,10 +48,7 @@ def deliver(runtime: Runtime, reserved: Reserved) -> dict[str, Any]:
         reserved.commit()  # no provider did: every one was skipped
     except Exception as error:
         if reserved.commit.done:
-            crashed = DeliveryOutcome(
-                sent=False, ambiguous=True, last_error=f"internal error: {type(error).__name__}"
-            )
-            record(runtime, reserved, crashed, error_code=ErrorCode.INTERNAL_ERROR)
+            _record_crash(runtime, reserved, error)
         raise
     finally:
         reserved.commit.abandon()  # rolls back only a reservation never committed
@@ -64,6 +61,22 @@ def deliver(runtime: Runtime, reserved: Reserved) -> dict[str, Any]:
         return results.unrecorded(reserved, outcome)
     _log(reserved, recorded)
     return results.delivered(reserved, recorded, outcome)
+
+
+def _record_crash(runtime: Runtime, reserved: Reserved, error: Exception) -> None:
+    """Escalate a send whose delivery raised (`internal_error`): whether it was handed over is
+    unknown, so it is never resent. If the database is away too, the row stays `sending` for
+    the stalled-send sweep, and the error that matters (the crash) is the one that propagates."""
+    crashed = DeliveryOutcome(
+        sent=False, ambiguous=True, last_error=f"internal error: {type(error).__name__}"
+    )
+    try:
+        record(runtime, reserved, crashed, error_code=ErrorCode.INTERNAL_ERROR)
+    except DATABASE_ERRORS as lost:
+        log.error(
+            "crashed delivery not recorded",
+            extra={**_fields(reserved, None), "error_type": type(lost).__name__},
+        )
 
 
 def _log(reserved: Reserved, recorded: Recorded) -> None:

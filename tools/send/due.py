@@ -17,7 +17,7 @@ from persistence import EmailExecution, ExecutionStatus
 from tools import clock
 from tools.errors import ErrorCode, ToolFailure
 from tools.runtime import Runtime, get_runtime
-from tools.schemas import FinalAsset, SendEmailArgs
+from tools.schemas import SendEmailArgs, parse
 from tools.send import queries
 from tools.send.checks import check_send
 from tools.send.deliver import deliver
@@ -74,23 +74,28 @@ def send_due_email(email_id: str) -> str:
 
 
 def _stored_request(stored: EmailExecution) -> SendEmailArgs:
-    asset = FinalAsset(
-        subject=stored.subject,
-        preheader=stored.preheader,
-        html_body=stored.html_body,
-        text_body=stored.text_body,
-        cta_url=stored.cta_url,
-        tags=stored.tags,
-    )
-    return SendEmailArgs(
-        workspace_id=stored.workspace_id,
-        client_id=stored.client_id,
-        circuit_execution_id=stored.circuit_execution_id,
-        recipient=stored.recipient,
-        final_asset=asset,
-        cc=stored.cc,
-        bcc=stored.bcc,
-        attachments=stored.attachments,
+    asset = {
+        "subject": stored.subject,
+        "preheader": stored.preheader,
+        "html_body": stored.html_body,
+        "text_body": stored.text_body,
+        "cta_url": stored.cta_url,
+        "tags": stored.tags,
+    }
+    # Parsed as a request is, so a row that no longer fits the rules is blocked, not a crash
+    # of the whole pass (it would come first again at every poll).
+    return parse(
+        SendEmailArgs,
+        {
+            "workspace_id": stored.workspace_id,
+            "client_id": stored.client_id,
+            "circuit_execution_id": stored.circuit_execution_id,
+            "recipient": stored.recipient,
+            "final_asset": asset,
+            "cc": stored.cc,
+            "bcc": stored.bcc,
+            "attachments": stored.attachments,
+        },
     )
 
 

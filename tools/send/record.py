@@ -86,11 +86,10 @@ def _outcome_values(
     if error_code is None and not outcome.sent:
         ambiguous = outcome.ambiguous
         error_code = ErrorCode.DELIVERY_UNCONFIRMED if ambiguous else ErrorCode.ALL_PROVIDERS_FAILED
-    last_tried = outcome.attempts[-1].provider if outcome.attempts else None
     return {
         "status": ExecutionStatus.SENT,  # when not sent, CX08's decision says what it becomes
         "sent": outcome.sent,
-        "provider": outcome.provider or last_tried,
+        "provider": outcome.last_provider,
         "provider_message_id": outcome.provider_message_id,
         "sent_at": now if outcome.sent else None,
         "attempt_number": execution.attempt_number + len(outcome.attempts),

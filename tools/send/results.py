@@ -53,7 +53,7 @@ def unrecorded(reserved: Reserved, outcome: DeliveryOutcome) -> dict[str, Any]:
     as_delivered = dataclasses.replace(
         reserved.execution,
         sent=outcome.sent,
-        provider=outcome.provider,
+        provider=outcome.last_provider,
         provider_message_id=outcome.provider_message_id,
         attempt_number=reserved.execution.attempt_number + len(outcome.attempts),
         retry_count=outcome.retry_count,
