@@ -246,10 +246,14 @@ def _serve_with_a_send_in_hand(settings, workspace, smtp_sink):
 
 
 def _refused(port: int) -> bool:
+    """Whether a connection to `port` is refused. One that raced the listener's closing (in
+    its backlog as it closed) is reset instead: not yet the answer, try again."""
     try:
         socket.create_connection(("127.0.0.1", port), timeout=5).close()
     except ConnectionRefusedError:
         return True
+    except ConnectionResetError:
+        return False
     return False
 
 
