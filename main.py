@@ -235,6 +235,10 @@ def run_worker(args: argparse.Namespace) -> int:
             # A failed pass (the database away, a deadlock victim) is logged and tried again at
             # the next poll: one bad moment must not stop scheduled sends for good.
             try:
+                queued = tools.send_queued_emails(limit=args.batch, stop=stop)
+                if queued["due"]:
+                    log.info("queued sends processed", extra=queued)
+                    print(json.dumps({"queued": queued}))
                 counts = tools.send_due_emails(limit=args.batch, stop=stop)
                 if counts["due"]:
                     log.info("scheduled sends processed", extra=counts)
@@ -362,8 +366,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     worker = commands.add_parser(
         "worker",
-        help="send scheduled emails when due; fold webhook events that arrived before their "
-        "send; escalate sends whose process stopped during delivery",
+        help="send queued emails, and scheduled ones when due; fold webhook events that arrived "
+        "before their send; escalate sends whose process stopped during delivery",
     )
     worker.add_argument("--once", action="store_true", help="process what is due, then exit")
     worker.add_argument("--interval", type=float, default=5.0, help="seconds between polls")

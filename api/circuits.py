@@ -16,6 +16,7 @@ from api.schemas import (
     MetricsQuery,
     MetricsResponse,
     SendBody,
+    SendHeaders,
     WorkspaceQuery,
 )
 from tools.errors import ErrorCode, ToolFailure, failure_result
@@ -43,12 +44,14 @@ def record_execution(query: WorkspaceQuery, body: CircuitResultFields):
     "/agents/email/send",
     responses=SEND_RESPONSES,
 )
-def send(query: WorkspaceQuery, body: SendBody):
+def send(query: WorkspaceQuery, body: SendBody, header: SendHeaders):
     """Send CX06's asset once CX01-CX06 passed: 200 sent, 202 scheduled (also when CX08
     rescheduled a failed delivery), 403 blocked by circuits, suppression or limits, 409 already
     sent (the first result), 500 not delivered."""
     workspace_id = own_workspace(query.workspaceId)
-    result = tools.send_email(workspace_id, **body.model_dump(exclude_none=True))
+    result = tools.send_email(
+        workspace_id, **body.model_dump(exclude_none=True), respond_async=header.respond_async
+    )
     return send_response(result)
 
 

@@ -13,6 +13,7 @@ from api.schemas import (
     SEND_RESPONSES,
     ErrorResponse,
     ProvidersResponse,
+    SendHeaders,
     SimpleSendBody,
     StatusPath,
     StatusResponse,
@@ -33,7 +34,7 @@ email = protected_blueprint(
     "/send",
     responses=SEND_RESPONSES,
 )
-def send(body: SimpleSendBody):
+def send(body: SimpleSendBody, header: SendHeaders):
     """Send `subject`/`body` to `to` through the same pipeline as the circuit route: CX01-CX06
     must have passed for `circuit_execution_id` and approved exactly this content."""
     asset = {"subject": body.subject, "html_body": body.body}
@@ -50,6 +51,7 @@ def send(body: SimpleSendBody):
         cc=body.cc,
         bcc=body.bcc,
         attachments=body.attachments,
+        respond_async=header.respond_async,
     )
     return send_response(result)
 

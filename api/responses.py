@@ -61,12 +61,16 @@ def tool_response(
 
 
 def send_response(result: dict[str, Any]) -> tuple[Response, int]:
-    """A send result: 202 when this request scheduled it, a delivery CX08 rescheduled after a
-    failure included (it is accepted and will be tried again: a client must not resend);
-    409 for a repeat, whatever the first send became; otherwise 200 sent or its error's status.
-    """
-    scheduled_now = result["status"] == "scheduled" and not result.get("duplicate")
-    return tool_response(result, status=202 if scheduled_now else None)
+    """A send result: 202 when this request queued or scheduled it, a delivery CX08
+    rescheduled after a failure included (it is accepted and will be tried again: a client
+    must not resend); 409 for a repeat, whatever the first send became; otherwise 200 sent or
+    its error's status. A queued send's answer names its status URL (`Location`)."""
+    accepted = result["status"] in ("scheduled", "queued") and not result.get("duplicate")
+    response, status = tool_response(result, status=202 if accepted else None)
+    if accepted and result["status"] == "queued":
+        response.headers["Location"] = f"/api/email/status/{result['email_id']}"
+        response.headers["Preference-Applied"] = "respond-async"
+    return response, status
 
 
 def error_response(status: int, code: str, message: str, **details: Any) -> Response:

@@ -29,21 +29,24 @@ WorkspaceId = Annotated[
 ]
 
 
-class _Query(BaseModel):
-    # Query values arrive as text: numbers are parsed from it. Unknown parameters are refused.
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class _ParsedPerRequest(BaseModel):
     @classmethod
     def model_json_schema(cls, *args: Any, **kwargs: Any) -> dict[str, Any]:
         """The schema; the plain call (no arguments) is built once per model.
 
-        flask-openapi3 4.3 builds a query model's JSON schema on every request, only to find
-        its list fields: a tenth of a send's CPU under load (py-spy, bench/serve_latency.py).
-        It only reads the result. The OpenAPI document asks with arguments and gets its own.
+        flask-openapi3 4.3 builds a query or header model's JSON schema on every request, only
+        to find its list fields: a tenth of a send's CPU under load (py-spy,
+        bench/serve_latency.py). It only reads the result. The OpenAPI document asks with
+        arguments and gets its own.
         """
         if args or kwargs:
             return super().model_json_schema(*args, **kwargs)
         return _plain_schema(cls)
+
+
+class _Query(_ParsedPerRequest):
+    # Query values arrive as text: numbers are parsed from it. Unknown parameters are refused.
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 @functools.cache
@@ -78,6 +81,22 @@ class MetricsQuery(_Query):
 class CollectQuery(_Query):
     workspaceId: WorkspaceId = None
     action: Literal["collect-metrics"]
+
+
+class SendHeaders(_ParsedPerRequest):
+    # Every other header of the request arrives too: only Prefer is read.
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    prefer: str | None = Field(
+        default=None,
+        description="`respond-async` (RFC 7240): every check runs now, and the answer is 202 "
+        "at once with status `queued` and the status URL in `Location`; a worker sends it",
+    )
+
+    @property
+    def respond_async(self) -> bool:
+        preferences = (self.prefer or "").split(",")
+        return any(p.split(";")[0].strip().lower() == "respond-async" for p in preferences)
 
 
 class SendBody(SendEmailFields):
@@ -163,7 +182,7 @@ class SendResponse(_Open):
 
 
 # Every status `api.responses.send_response` answers a send with (both send routes document it).
-SEND_RESPONSES = {status: SendResponse for status in (200, 202, 403, 409, 500)}
+SEND_RESPONSES = {status: SendResponse for status in (200, 202, 403, 409, 500, 503)}
 
 
 class CircuitRecorded(_Open):

@@ -17,6 +17,7 @@ from enum import StrEnum
 
 class ExecutionStatus(StrEnum):
     SCHEDULED = "scheduled"  # waits for `scheduled_for` (asked for, or CX08's one reschedule)
+    QUEUED = "queued"  # passed every check and holds its slot; waits for a worker to send it
     SENDING = "sending"  # reserved; a provider may have it (a crash leaves it so: see CX08)
     SENT = "sent"
     BLOCKED = "blocked"  # refused by a check; nothing was sent

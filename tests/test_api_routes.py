@@ -627,3 +627,62 @@ def test_every_tool_error_code_has_an_http_status():
     from tools.errors import ErrorCode
 
     assert set(STATUS_BY_CODE) == set(ErrorCode)
+
+
+@pytest.mark.parametrize("route", [SEND, "/api/email/send"])
+def test_prefer_respond_async_answers_202_queued_with_its_status_url(
+    api, workspace, smtp_sink, route
+):
+    execution_id = approve(workspace["workspace_id"])
+    body = send_body(execution_id)
+    if route != SEND:  # seed 000's shape
+        body = {
+            "to": "bob@example.com",
+            "subject": ASSET["subject"],
+            "body": ASSET["html_body"],
+            "text_body": ASSET["text_body"],
+            "preheader": ASSET["preheader"],
+            "circuit_execution_id": execution_id,
+            "client_id": CLIENT,
+        }
+    reply = api.post(
+        route,
+        key=workspace["api_key"],
+        json=body,
+        headers={"Prefer": "wait=10, respond-async"},
+    )
+
+    assert reply.status_code == 202, reply.text
+    assert reply.json()["status"] == "queued" and reply.json()["success"] is True
+    assert reply.headers["preference-applied"] == "respond-async"
+    location = reply.headers["location"]
+    assert location == f"/api/email/status/{reply.json()['email_id']}"
+    assert smtp_sink.messages == []
+    assert api.get(location, key=workspace["api_key"]).json()["status"] == "queued"
+
+    assert tools.send_queued_emails()["sent"] == 1
+    assert api.get(location, key=workspace["api_key"]).json()["status"] == "sent"
+    again = api.post(
+        route, key=workspace["api_key"], json=body, headers={"Prefer": "respond-async"}
+    )
+    assert again.status_code == 409  # the repeat of an accepted send, as without the header
+
+
+def test_an_async_send_is_refused_at_once_as_a_synchronous_one_is(api, workspace, smtp_sink):
+    tools.suppress(workspace["workspace_id"], "bob@example.com", "unsubscribed")
+    reply = api.post(
+        SEND,
+        key=workspace["api_key"],
+        json=send_body(approve(workspace["workspace_id"])),
+        headers={"Prefer": "respond-async"},
+    )
+    assert reply.status_code == 403 and reply.json()["error"]["code"] == "suppressed"
+
+
+def test_the_openapi_document_describes_the_prefer_header(api):
+    document = api.get("/openapi.json").json()
+    for path in (SEND, "/api/email/send"):
+        parameters = document["paths"][path]["post"]["parameters"]
+        prefer = [p for p in parameters if p["in"] == "header" and p["name"].lower() == "prefer"]
+        assert prefer and "respond-async" in prefer[0]["description"]
+        assert "202" in document["paths"][path]["post"]["responses"]

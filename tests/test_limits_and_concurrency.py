@@ -318,3 +318,42 @@ def test_a_due_send_that_no_longer_fits_the_rules_is_blocked_and_the_rest_go(
     status = tools.get_email_status(broken["email_id"])
     assert (status["status"], status["error_code"]) == ("blocked", "header_injection")
     assert tools.get_email_status(fine["email_id"])["status"] == "sent"
+
+
+def test_an_async_send_is_checked_and_counted_at_once_and_sent_by_the_worker(runtime, smtp_sink):
+    workspace = _limited_workspace(2)
+    queued = send(workspace, "a@example.com", respond_async=True)
+    assert (queued["status"], queued.get("error")) == ("queued", None)
+    assert smtp_sink.messages == []
+    assert send(workspace, "b@example.com", respond_async=True)["status"] == "queued"
+    over = send(workspace, "c@example.com", respond_async=True)
+    assert over["error"]["code"] == "rate_limit_exceeded"  # refused at accept, not later
+    assert send(workspace, "a@example.com", respond_async=True)["error"]["code"] == (
+        "recipient_throttled"
+    )
+
+    counts = tools.send_queued_emails()
+
+    assert (counts["due"], counts["sent"]) == (2, 1 + 1)
+    assert sorted(m.rcpt_tos[0] for m in smtp_sink.messages) == ["a@example.com", "b@example.com"]
+    assert tools.get_email_status(queued["email_id"])["status"] == "sent"
+    assert tools.send_queued_emails()["due"] == 0  # nothing is sent twice
+
+
+def test_a_queued_send_is_blocked_by_a_suppression_that_came_meanwhile(
+    workspace, smtp_sink, runtime
+):
+    queued = send(workspace, "a@example.com", respond_async=True)
+    tools.suppress(workspace["workspace_id"], "a@example.com", "unsubscribed")
+
+    assert tools.send_queued_emails()["blocked"] == 1
+    status = tools.get_email_status(queued["email_id"])
+    assert (status["status"], status["error_code"]) == ("blocked", "suppressed")
+    assert smtp_sink.messages == []
+
+
+def test_a_queued_send_claimed_twice_is_sent_once(workspace, smtp_sink, runtime):
+    queued = send(workspace, respond_async=True)
+    outcomes = [tools.send.send_queued_email(queued["email_id"]) for _ in range(2)]
+    assert outcomes == ["sent", "skipped"]
+    assert len(smtp_sink.messages) == 1

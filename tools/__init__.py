@@ -17,7 +17,7 @@ from tools.metrics import get_engagement_metrics, get_send_history, provider_per
 from tools.runtime import configure, get_runtime, shutdown
 from tools.schemas import ValidateEmailArgs
 from tools.self_correction import self_correct
-from tools.send import send_due_emails, send_email
+from tools.send import send_due_emails, send_email, send_queued_emails
 from tools.stalled_sends import escalate_stalled_sends
 from tools.status import get_email_status
 from tools.suppression import describe_unsubscribe, is_suppressed, suppress, unsubscribe
@@ -85,6 +85,7 @@ __all__ = [
     "self_correct",
     "send_due_emails",
     "send_email",
+    "send_queued_emails",
     "shutdown",
     "suppress",
     "unsubscribe",

@@ -235,6 +235,14 @@ class _InWorkspace(_Args):
 class SendEmailArgs(SendEmailFields, _InWorkspace):
     """Send one circuit-approved email to one recipient."""
 
+    respond_async: Annotated[
+        bool,
+        Field(
+            description="Accept it (every check runs now) and let a worker send it: the result "
+            "says `queued` at once"
+        ),
+    ] = False
+
 
 class CreateWorkspaceArgs(_Args):
     """Create a tenant. The API key in the result is shown once; only its hash is stored."""

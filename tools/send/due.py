@@ -1,17 +1,21 @@
-"""Scheduled sends when they fall due: steps 1-6 again, through the same reservation.
+"""Stored sends when they fall due: steps 1-6 again, through the same reservation.
 
-A scheduled row (asked for with `scheduled_for`, or CX08's one reschedule) is checked as a new
-request would be: its addresses and attachments, then the reservation, which claims the row
-(`scheduled` -> `sending`) instead of inserting one, so of two workers that found it due only
-one sends it. What the reservation refuses:
+A scheduled row (asked for with `scheduled_for`, or CX08's one reschedule) when its time has
+come, and a queued row (accepted with `respond_async`) at once, are checked as a new request
+would be: addresses and attachments, then the reservation, which claims the row (`scheduled`
+or `queued` -> `sending`) instead of inserting one, so of two workers that found it only one
+sends it. What the reservation refuses:
 - a suppression or circuit failure that appeared meanwhile marks it `blocked`;
-- a full hourly limit or a throttled recipient leaves it scheduled for the next run.
+- for a scheduled row, a full hourly limit or a throttled recipient leaves it scheduled for the
+  next run (a queued row took its slot when it was accepted).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
+from typing import Any
 
 from persistence import EmailExecution, ExecutionStatus
 from tools import clock
@@ -37,40 +41,62 @@ def send_due_emails(limit: int = 100, stop: threading.Event | None = None) -> di
     throttle) or `skipped` (taken by another worker). Once `stop` is set, no further email is
     started; those left stay scheduled.
     """
-    runtime = get_runtime()
-    with runtime.reader.connect() as conn:
-        due = conn.scalars(queries.DUE, {"now": clock.utcnow(), "limit": limit}).all()
-    counts = dict.fromkeys(("sent", "delivery_failed", "blocked", "deferred", "skipped"), 0)
-    for email_id in due:
-        if stop is not None and stop.is_set():
-            break
-        counts[send_due_email(email_id)] += 1
-    return {"due": len(due), **counts}
+    return _send_each(queries.DUE, send_due_email, limit, stop)
+
+
+def send_queued_emails(limit: int = 100, stop: threading.Event | None = None) -> dict[str, int]:
+    """Send the queued emails, oldest first, at most `limit`; counted as `send_due_emails`
+    counts (a queued email is never `deferred`)."""
+    return _send_each(queries.QUEUED, send_queued_email, limit, stop)
 
 
 def send_due_email(email_id: str) -> str:
     """Send one scheduled email if it is due; what became of it (a key of the counts above)."""
-    runtime = get_runtime()
     stored = load_execution(email_id)
     if stored.status is not ExecutionStatus.SCHEDULED or stored.scheduled_for > clock.utcnow():
         return "skipped"
+    return _send_stored(get_runtime(), stored)
+
+
+def send_queued_email(email_id: str) -> str:
+    """Send one queued email (what a worker's task does); what became of it."""
+    stored = load_execution(email_id)
+    if stored.status is not ExecutionStatus.QUEUED:
+        return "skipped"  # sent, or taken, by another worker already
+    return _send_stored(get_runtime(), stored)
+
+
+def _send_each(
+    query: Any, send_one: Callable[[str], str], limit: int, stop: threading.Event | None
+) -> dict[str, int]:
+    with get_runtime().reader.connect() as conn:
+        found = conn.scalars(query, {"now": clock.utcnow(), "limit": limit}).all()
+    counts = dict.fromkeys(("sent", "delivery_failed", "blocked", "deferred", "skipped"), 0)
+    for email_id in found:
+        if stop is not None and stop.is_set():
+            break
+        counts[send_one(email_id)] += 1
+    return {"due": len(found), **counts}
+
+
+def _send_stored(runtime: Runtime, stored: EmailExecution) -> str:
     try:
         send = check_send(runtime.settings, stored.id, _stored_request(stored))
     except ToolFailure as failure:  # a file gone from the attachments folder, say
-        return _block(runtime, email_id, failure)
+        return _block(runtime, stored, failure)
     reservation = reserve(runtime, send, due=Execution.of(stored))
     match reservation:
         case Refused(failure, _) if failure.code in _WAIT:
             return "deferred"
         case Refused(failure, _):
-            return _block(runtime, email_id, failure)
+            return _block(runtime, stored, failure)
         case Taken():
             return "skipped"
         case Reserved():
             result = deliver(runtime, reservation)
             return "sent" if result["status"] is ExecutionStatus.SENT else "delivery_failed"
         case Repeat():
-            raise AssertionError("a due send's only earlier send is itself")
+            raise AssertionError("a stored send's only earlier send is itself")
 
 
 def _stored_request(stored: EmailExecution) -> SendEmailArgs:
@@ -99,17 +125,19 @@ def _stored_request(stored: EmailExecution) -> SendEmailArgs:
     )
 
 
-def _block(runtime: Runtime, email_id: str, failure: ToolFailure) -> str:
+def _block(runtime: Runtime, stored: EmailExecution, failure: ToolFailure) -> str:
+    email_id = stored.id
     with runtime.engine.begin() as conn:
         conn.execute(
-            queries.CLAIM_SCHEDULED,
+            queries.CLAIM,
             {
                 "b_id": email_id,
+                "from_status": stored.status,
                 "status": ExecutionStatus.BLOCKED,
                 "error_code": failure.code.value,
                 "last_error": failure.message,
                 "updated_at": clock.utcnow(),
             },
         )
-    log.info("scheduled email blocked", extra={"email_id": email_id, "error_code": failure.code})
+    log.info("stored email blocked", extra={"email_id": email_id, "error_code": failure.code})
     return "blocked"

@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
+from persistence import ExecutionStatus
 from tools import clock
 from tools.boundary import tool_function
 from tools.circuits import CircuitState
@@ -39,25 +40,40 @@ def send_email(args: SendEmailArgs) -> dict[str, Any]:
     Returns the send result (status sent, scheduled, escalated or blocked; `error` whenever it
     was not sent, a send CX08 rescheduled after a failure included). A repeat of an earlier
     (workspace, execution, recipient) returns the first result with error `duplicate_send` and
-    sends nothing. `scheduled_for` in the future accepts it for later (`send_due_emails`).
+    sends nothing. `scheduled_for` in the future accepts it for later (`send_due_emails`);
+    `respond_async` accepts it for a worker to send (`deliver_queued_emails`), status `queued`.
     """
     runtime = get_runtime()
     send = check_send(runtime.settings, str(uuid.uuid4()), args)
-    later = args.scheduled_for is not None and args.scheduled_for > clock.utcnow()
-    reservation = reserve(runtime, send, later=later)
+    accept_as = _accepted_as(args)
+    reservation = reserve(runtime, send, accept_as=accept_as)
     match reservation:
         case Refused(failure, circuits):
             return _refused(args.model_dump(), failure, circuits)
         case Repeat(email_id, circuits):
             return results.repeat(Execution.of(load_execution(email_id)), circuits)
-        case Reserved() if later:
-            try:
-                reservation.commit()
-            finally:
-                reservation.commit.abandon()
-            log.info("email scheduled", extra={"email_id": reservation.execution.id})
-            return results.scheduled(reservation)
-        case Reserved():
+        case Reserved() if accept_as is ExecutionStatus.SENDING:
             return deliver(runtime, reservation)
+        case Reserved():
+            _commit(reservation)
+            log.info(
+                "email accepted", extra={"email_id": reservation.execution.id, "status": accept_as}
+            )
+            if accept_as is ExecutionStatus.QUEUED:
+                return results.queued(reservation)
+            return results.scheduled(reservation)
         case Taken():
             raise AssertionError("only a due send can be taken by another worker")
+
+
+def _accepted_as(args: SendEmailArgs) -> ExecutionStatus:
+    if args.scheduled_for is not None and args.scheduled_for > clock.utcnow():
+        return ExecutionStatus.SCHEDULED
+    return ExecutionStatus.QUEUED if args.respond_async else ExecutionStatus.SENDING
+
+
+def _commit(reservation: Reserved) -> None:
+    try:
+        reservation.commit()
+    finally:
+        reservation.commit.abandon()

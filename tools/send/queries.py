@@ -73,10 +73,16 @@ SEND_CHECKS = select(
 INSERT_EXECUTION = insert(EmailExecution.__table__)
 # Parameters named like columns become the SET clause; `b_id` picks the row.
 UPDATE_EXECUTION = update(EmailExecution.__table__).where(_ex.id == bindparam("b_id"))
-# A scheduled row changes hands (to `sending`, or `blocked`) only once: of two workers that
-# both found it due, one claims it.
-CLAIM_SCHEDULED = update(EmailExecution.__table__).where(
-    _ex.id == bindparam("b_id"), _ex.status == ExecutionStatus.SCHEDULED
+# A scheduled or queued row (`from_status`) changes hands (to `sending`, or `blocked`) only
+# once: of two workers that both found it, one claims it.
+CLAIM = update(EmailExecution.__table__).where(
+    _ex.id == bindparam("b_id"), _ex.status == bindparam("from_status")
+)
+QUEUED = (
+    select(_ex.id)
+    .where(_ex.status == ExecutionStatus.QUEUED)
+    .order_by(_ex.reserved_at)
+    .limit(bindparam("limit"))
 )
 DUE = (
     select(_ex.id)

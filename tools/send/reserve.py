@@ -14,8 +14,9 @@ that fails being the one reported:
  4. no recipient is suppressed;
  5. when it goes now: the recipient was not sent to within the throttle, and the hourly limit
     has room for every recipient;
- 6. the row is written: inserted (`sending`, or `scheduled` for later), or for a due send
-    claimed (`scheduled` -> `sending`) unless another worker claimed it first.
+ 6. the row is written: inserted (`sending`; `queued` for a worker to send; `scheduled` for
+    later), or for a due send claimed (`scheduled` -> `sending`) unless another worker claimed
+    it first.
 The commit waits for the disk: a send is never handed over before its row is durable, so a
 crash leaves a trace and the same send is never made twice. A send that goes now is returned
 with its transaction still open (`PendingCommit`): it is committed by the delivery, at the
@@ -120,9 +121,9 @@ class PendingCommit:
 
 @dataclass(frozen=True)
 class Reserved:
-    """The send may go: its row is written (`sending`, or `scheduled` when accepted for
-    later) and becomes durable with `commit`, which the caller must call or abandon.
-    `breakers` are the providers cooling down when it was reserved."""
+    """The send may go: its row is written (`sending`; `queued` or `scheduled` when accepted
+    for a worker or for later) and becomes durable with `commit`, which the caller must call
+    or abandon. `breakers` are the providers cooling down when it was reserved."""
 
     send: CheckedSend
     execution: Execution
@@ -158,19 +159,26 @@ Reservation = Reserved | Repeat | Refused | Taken
 
 
 def reserve(
-    runtime: Runtime, send: CheckedSend, *, later: bool = False, due: Execution | None = None
+    runtime: Runtime,
+    send: CheckedSend,
+    *,
+    accept_as: ExecutionStatus = ExecutionStatus.SENDING,
+    due: Execution | None = None,
 ) -> Reservation:
     """Decide on `send` and write its row when it may go (see the module's note).
 
-    `later`: accepted to go at `scheduled_for` (only suppression is checked now; the limits
-    when it is due). `due`: the scheduled row being sent now, claimed instead of inserted.
-    Anything but `Reserved` has written nothing; so have database errors, which propagate.
+    `accept_as`: `sending` (it goes now), `queued` (a worker sends it; every check and its slot
+    in the limits are taken now) or `scheduled` (it goes at `scheduled_for`: only suppression
+    is checked now, the limits when it is due). `due`: a scheduled or queued row being sent
+    now, claimed instead of inserted (its checks run again: a suppression or a circuit failure
+    that appeared meanwhile still blocks it). Anything but `Reserved` has written nothing; so
+    have database errors, which propagate.
     """
     now = clock.utcnow()
     conn = runtime.engine.connect()
     try:
         pending = PendingCommit(conn, conn.begin())
-        decision = _decide(runtime, pending, send, now, later=later, due=due)
+        decision = _decide(runtime, pending, send, now, accept_as=accept_as, due=due)
         if isinstance(decision, Reserved):
             return decision
     except IntegrityError:
@@ -190,10 +198,17 @@ def _decide(
     send: CheckedSend,
     now: datetime,
     *,
-    later: bool,
+    accept_as: ExecutionStatus,
     due: Execution | None,
 ) -> Reservation:
     conn = pending.connection
+    # A slot in the limits is taken by a send that goes now or is queued, and by a scheduled
+    # one when it falls due; a queued one claimed by its worker holds it already.
+    takes_slot = (
+        due.status is ExecutionStatus.SCHEDULED
+        if due
+        else accept_as is not ExecutionStatus.SCHEDULED
+    )
     workspace = _lock_workspace(conn, send.args.workspace_id)
     if workspace is None:
         return Refused(ToolFailure(ErrorCode.UNKNOWN_WORKSPACE, "no such workspace"), None)
@@ -205,7 +220,7 @@ def _decide(
     checks = _send_checks(runtime, conn, send, now)
     if checks.existing_id not in (None, send.email_id):  # a due send finds its own row
         return Repeat(checks.existing_id, circuits)
-    refusal = _policy_refusal(runtime, conn, send, workspace, checks, now, limits=not later)
+    refusal = _policy_refusal(runtime, conn, send, workspace, checks, now, limits=takes_slot)
     if refusal is not None:
         return Refused(refusal, circuits)
     if due is not None:
@@ -213,8 +228,9 @@ def _decide(
         if execution is None:
             return Taken()
     else:
-        execution = _insert(conn, send, workspace, asset, digest, now, later=later)
-    breakers = open_breakers(conn) if checks.breaker_open and not later else {}
+        execution = _insert(conn, send, workspace, asset, digest, now, status=accept_as)
+    goes_now = accept_as is ExecutionStatus.SENDING
+    breakers = open_breakers(conn) if checks.breaker_open and goes_now else {}
     return Reserved(send, execution, workspace, circuits, asset, breakers, pending)
 
 
@@ -326,9 +342,10 @@ def _insert(
     digest: str,
     now: datetime,
     *,
-    later: bool,
+    status: ExecutionStatus,
 ) -> Execution:
     args, recipients = send.args, send.recipients
+    later = status is ExecutionStatus.SCHEDULED
     domain = workspace.sender_email.rpartition("@")[2]
     values: dict[str, Any] = {
         "id": send.email_id,
@@ -344,7 +361,7 @@ def _insert(
         "attachments": list(args.attachments),
         "content_hash": digest,
         "message_id": f"<{send.email_id}@{domain}>",
-        "status": ExecutionStatus.SCHEDULED if later else ExecutionStatus.SENDING,
+        "status": status,
         "sent": False,
         "provider": None,
         "provider_message_id": None,
@@ -365,9 +382,12 @@ def _insert(
 
 
 def _claim(conn: Connection, due: Execution, now: datetime) -> Execution | None:
-    """The due row, now `sending` with its slot taken; None when another worker claimed it."""
-    values = {"status": ExecutionStatus.SENDING, "reserved_at": now, "updated_at": now}
-    claimed = conn.execute(queries.CLAIM_SCHEDULED, {"b_id": due.id, **values})
+    """The scheduled (or queued) row, now `sending`, a scheduled one with its slot taken; None
+    when another worker claimed it first."""
+    values: dict[str, Any] = {"status": ExecutionStatus.SENDING, "updated_at": now}
+    if due.status is ExecutionStatus.SCHEDULED:
+        values["reserved_at"] = now
+    claimed = conn.execute(queries.CLAIM, {"b_id": due.id, "from_status": due.status, **values})
     return dataclasses.replace(due, **values) if claimed.rowcount == 1 else None
 
 

@@ -46,6 +46,11 @@ def scheduled(reserved: Reserved) -> dict[str, Any]:
     return _of(reserved.execution, reserved.circuits, message=f"Email scheduled for {when}")
 
 
+def queued(reserved: Reserved) -> dict[str, Any]:
+    """Accepted, every check passed: a worker sends it (`get_email_status` follows it)."""
+    return _of(reserved.execution, reserved.circuits, message="Email queued for sending")
+
+
 def unrecorded(reserved: Reserved, outcome: DeliveryOutcome) -> dict[str, Any]:
     """Delivered (or failed) at a provider, but the outcome could not be stored: the row stays
     `sending` until the stalled-send sweep escalates it. A retry returns `duplicate_send`."""
