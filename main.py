@@ -228,6 +228,9 @@ def run_self_correct(args: argparse.Namespace) -> int:
 
 
 def run_worker(args: argparse.Namespace) -> int:
+    settings = tools.get_runtime().settings
+    if settings.celery_broker_url is not None:
+        return _celery(settings, ["worker", f"--concurrency={args.concurrency}"])
     log = logging.getLogger("worker")
     stop = threading.Event()
     with _stop_on_signals(stop):
@@ -275,6 +278,24 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
 
     with handling_signals(request_stop, signal.SIGTERM, signal.SIGINT):
         yield
+
+
+def run_beat(args: argparse.Namespace) -> int:
+    settings = tools.get_runtime().settings
+    if settings.celery_broker_url is None:
+        print("error: beat needs CELERY_BROKER_URL (without one, `worker` does it all)")
+        return 2
+    return _celery(settings, ["beat", f"--schedule={args.schedule}"])
+
+
+def _celery(settings: Settings, argv: list[str]) -> int:
+    """Run a Celery worker or beat with the service's settings (`orchestration/celery_app.py`).
+    Its processes build their own runtime: this one's connections are closed first."""
+    from orchestration.celery_app import create_celery
+
+    tools.shutdown()
+    create_celery(settings).start([*argv, f"--loglevel={settings.log_level}"])
+    return 0
 
 
 def run_rotate_key(args: argparse.Namespace) -> int:
@@ -372,7 +393,21 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--once", action="store_true", help="process what is due, then exit")
     worker.add_argument("--interval", type=float, default=5.0, help="seconds between polls")
     worker.add_argument("--batch", type=int, default=100, help="emails per poll")
+    worker.add_argument(
+        "--concurrency",
+        type=int,
+        default=4,
+        help="with CELERY_BROKER_URL: Celery worker processes (default 4)",
+    )
     worker.set_defaults(handler=run_worker)
+
+    beat = commands.add_parser(
+        "beat", help="with CELERY_BROKER_URL: run the periodic tasks (dispatch, sweep, fold)"
+    )
+    beat.add_argument(
+        "--schedule", default="celerybeat-schedule", help="beat's state file (celerybeat-schedule)"
+    )
+    beat.set_defaults(handler=run_beat)
     return parser
 
 

@@ -94,6 +94,9 @@ class Settings:
     log_level: str = "INFO"
     # HTTP API: the largest request body accepted (CX06 outputs go up to 1 MB of JSON).
     api_max_request_bytes: int = 2 * 1024 * 1024
+    # The task queue (Celery): unset, one machine runs everything itself (`main.py worker`).
+    celery_broker_url: str | None = field(default=None, repr=False)  # may hold a password
+    dispatch_interval_seconds: float = 5.0  # how often beat publishes what waits for a worker
 
     @property
     def uses_dev_smtp_server(self) -> bool:
@@ -112,6 +115,13 @@ class Settings:
         per_provider = (self.max_retries + 1) * 2 * self.timeout_seconds
         per_provider += self.max_retries * self.retry_max_delay
         return 3 * per_provider
+
+    @property
+    def broker_visibility_seconds(self) -> int:
+        """How long the broker waits for a task's acknowledgement before giving it to another
+        worker: past the longest delivery, so a send in progress is never handed out twice
+        (a second delivery would find the row claimed and do nothing, but wastes a worker)."""
+        return self.stalled_send_seconds
 
     @property
     def database_url_for_display(self) -> str:
@@ -273,7 +283,13 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         api_max_request_bytes=_int(
             env, Settings.api_max_request_bytes, "EMAIL_API_MAX_REQUEST_BYTES", minimum=1024
         ),
+        celery_broker_url=_str(env, None, "CELERY_BROKER_URL"),
+        dispatch_interval_seconds=_float(env, 5.0, "EMAIL_DISPATCH_INTERVAL_SECONDS"),
     )
+    if settings.celery_broker_url is not None and not settings.celery_broker_url.startswith(
+        ("redis://", "rediss://", "amqp://", "amqps://")
+    ):
+        raise SettingsError("CELERY_BROKER_URL must be a redis:// or amqp:// URL")
     if settings.stalled_send_seconds <= settings.longest_delivery_seconds:
         raise SettingsError(
             f"EMAIL_STALLED_SEND_SECONDS must exceed the longest a delivery can take with "

@@ -157,6 +157,9 @@ class EmailExecution(Base):
     scheduled_for: Mapped[datetime | None]
     # When the send took its slot in the hourly limit and the recipient throttle.
     reserved_at: Mapped[datetime | None]
+    # When a task for it (queued, or scheduled and due) was last handed to the task queue; the
+    # dispatcher publishes again what was never published or what the queue may have lost.
+    published_at: Mapped[datetime | None]
     attempt_number: Mapped[int] = mapped_column(Integer, default=0)
     retry_count: Mapped[int] = mapped_column(Integer, default=0)
     # Delivery rounds CX08 has added after a total failure (at most one; then it escalates).

@@ -12,7 +12,7 @@ from tests.smtp_sink import SMTPSink
 
 def child_environment(settings: Settings, sink: SMTPSink) -> dict[str, str]:
     """The environment for a `main.py` child process on the test database and SMTP sink."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SMTP_", "EMAIL_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SMTP_", "EMAIL_", "CELERY_"))}
     env.update(
         EMAIL_LOG_DATABASE_URL=settings.database_url,
         SMTP_SERVER="127.0.0.1",

@@ -162,3 +162,14 @@ def test_stalled_send_threshold_must_exceed_the_longest_delivery():
         load_settings({"EMAIL_TIMEOUT": "600"})
     with pytest.raises(SettingsError, match="EMAIL_STALLED_SEND_SECONDS must be at least 300"):
         load_settings({"EMAIL_STALLED_SEND_SECONDS": "299", "EMAIL_MAX_RETRIES": "0"})
+
+
+def test_the_task_queue_is_configured_by_its_broker_url():
+    assert load_settings({}).celery_broker_url is None  # one machine: no broker
+    url = "redis://127.0.0.1:6379/3"
+    settings = load_settings({"CELERY_BROKER_URL": url})
+    assert settings.celery_broker_url == url
+    assert settings.broker_visibility_seconds > settings.longest_delivery_seconds
+    assert "6379" not in repr(settings)  # it may hold a password
+    with pytest.raises(SettingsError, match="CELERY_BROKER_URL must be a redis:// or amqp://"):
+        load_settings({"CELERY_BROKER_URL": "http://127.0.0.1"})

@@ -24,6 +24,7 @@ from tools.providers.chain import DeliveryChain
 from tools.providers.resend import ResendProvider
 from tools.providers.sendgrid import SendGridProvider
 from tools.providers.smtp import SMTPProvider
+from tools.queue import TaskQueue
 from tools.unsubscribe_tokens import UnsubscribeTokens, resolve_signing_secret
 from tools.webhooks.events import WebhookReader
 
@@ -71,6 +72,8 @@ class Runtime:
         self.outbox: OutboxHandler | None = None
         if not settings.public_base_url.startswith("https://"):
             log.warning("EMAIL_PUBLIC_BASE_URL is not https; one-click unsubscribe needs https")
+        # The task queue, when a broker is configured; else `main.py worker` polls the database.
+        self.queue: TaskQueue | None = TaskQueue(settings) if settings.celery_broker_url else None
         self.delivery = DeliveryChain(
             self._providers(settings, monotonic),
             max_retries=settings.max_retries,
@@ -140,6 +143,8 @@ class Runtime:
 
     def close(self) -> None:
         self.delivery.close()
+        if self.queue is not None:
+            self.queue.close()
         if self.dev_server is not None:
             self.dev_server.stop()
         self.engine.dispose()
@@ -171,6 +176,16 @@ def get_runtime() -> Runtime:
         if _current is None:
             _current = Runtime(load_settings())
         return _current
+
+
+def forget_after_fork() -> None:
+    """In a forked child: drop the parent's runtime without closing what it holds (the
+    parent's connections and sockets stay the parent's); the child builds its own."""
+    global _current
+    with _lock:
+        if _current is not None:
+            _current.engine.dispose(close=False)
+        _current = None
 
 
 def shutdown() -> None:

@@ -12,6 +12,7 @@ from tools import clock
 from tools.boundary import tool_function
 from tools.circuits import CircuitState
 from tools.errors import ToolFailure, echo
+from tools.queue import publish_accepted
 from tools.runtime import get_runtime
 from tools.schemas import SendEmailArgs
 from tools.send import results
@@ -56,10 +57,10 @@ def send_email(args: SendEmailArgs) -> dict[str, Any]:
             return deliver(runtime, reservation)
         case Reserved():
             _commit(reservation)
-            log.info(
-                "email accepted", extra={"email_id": reservation.execution.id, "status": accept_as}
-            )
+            email_id = reservation.execution.id
+            log.info("email accepted", extra={"email_id": email_id, "status": accept_as})
             if accept_as is ExecutionStatus.QUEUED:
+                publish_accepted(runtime, email_id)  # after the commit: the outbox's rule
                 return results.queued(reservation)
             return results.scheduled(reservation)
         case Taken():
