@@ -31,7 +31,7 @@ from orchestration.team import ChatRun, run_send_sync
 from orchestration.transcript_view import render
 from settings import Settings, SettingsError, load_settings
 from tools.schemas import REQUIRED_CIRCUITS
-from tools.send import send_due_email
+from tools.send import send_stored_emails
 
 DEMO_ASSET = {
     "subject": "Welcome to Acme, Sam",
@@ -126,7 +126,7 @@ def _outage(settings: Settings, workspace_id: str) -> tuple[ChatRun, str | None]
     try:
         failed = _chat(workspace_id, _demo_execution(workspace_id), "alex@example.com")
         email_id = failed.outcome.email_id if failed.outcome else None
-        retried = send_due_email(email_id) if email_id else None
+        retried = send_stored_emails([email_id])[email_id] if email_id else None
         if retried is not None:
             final = tools.self_correct(email_id)
             print(f"   The worker's retry: {retried}; CX08 {final['action']}: {final['reason']}")

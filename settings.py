@@ -97,6 +97,8 @@ class Settings:
     # The task queue (Celery): unset, one machine runs everything itself (`main.py worker`).
     celery_broker_url: str | None = field(default=None, repr=False)  # may hold a password
     dispatch_interval_seconds: float = 5.0  # how often beat publishes what waits for a worker
+    # Stored sends a worker claims, hands over and records together (one task, two commits).
+    send_batch_size: int = 20
 
     @property
     def uses_dev_smtp_server(self) -> bool:
@@ -285,6 +287,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ),
         celery_broker_url=_str(env, None, "CELERY_BROKER_URL"),
         dispatch_interval_seconds=_float(env, 5.0, "EMAIL_DISPATCH_INTERVAL_SECONDS"),
+        send_batch_size=_int(env, 20, "EMAIL_SEND_BATCH_SIZE", minimum=1),
     )
     if settings.celery_broker_url is not None and not settings.celery_broker_url.startswith(
         ("redis://", "rediss://", "amqp://", "amqps://")

@@ -22,7 +22,7 @@ from celery.signals import worker_process_init
 import tools
 from settings import Settings, load_settings
 from tools import queue
-from tools.send import send_due_email, send_queued_email
+from tools.send import send_stored_emails
 
 _PERIODIC_SECONDS = 60
 
@@ -35,8 +35,7 @@ def create_celery(settings: Settings) -> Celery:
         "sweep-stalled": {"task": queue.SWEEP_STALLED, "schedule": _PERIODIC_SECONDS},
         "fold-events": {"task": queue.FOLD_EVENTS, "schedule": _PERIODIC_SECONDS},
     }
-    app.task(name=queue.SEND_QUEUED)(send_queued_email)
-    app.task(name=queue.SEND_DUE)(send_due_email)
+    app.task(name=queue.SEND_STORED)(send_stored_emails)
     app.task(name=queue.DISPATCH)(_dispatch)
     app.task(name=queue.SWEEP_STALLED)(tools.escalate_stalled_sends)
     app.task(name=queue.FOLD_EVENTS)(tools.fold_waiting_events)

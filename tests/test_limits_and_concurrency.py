@@ -230,21 +230,22 @@ def test_a_due_email_another_worker_claimed_first_is_skipped_and_holds_no_lock(
 ):
     scheduled = send(workspace, scheduled_for=(clock.utcnow() + timedelta(hours=1)).isoformat())
     path = sqlite_database_path(runtime.settings.database_url)
-    read_row = due.load_execution
+    read_rows = due._waiting
 
-    def read_then_lose_the_race(email_id: str) -> Any:
+    def read_then_lose_the_race(runtime: Any, email_ids: list[str]) -> Any:
         # Another worker claims the email between this worker's read and its claim (a race
         # no single process can time, hence the patch around the real read).
-        row = read_row(email_id)
+        rows = read_rows(runtime, email_ids)
         with contextlib.closing(sqlite3.connect(path)) as other_worker:
             other_worker.execute(
-                "UPDATE email_agent_executions SET status = 'sending' WHERE id = ?", (email_id,)
+                "UPDATE email_agent_executions SET status = 'sending' WHERE id = ?",
+                (scheduled["email_id"],),
             )
             other_worker.commit()
-        return row
+        return rows
 
     mocker.patch("tools.clock.utcnow", return_value=clock.utcnow() + timedelta(hours=2))
-    mocker.patch.object(due, "load_execution", side_effect=read_then_lose_the_race)
+    mocker.patch.object(due, "_waiting", side_effect=read_then_lose_the_race)
     counts = tools.send_due_emails()
 
     assert counts["skipped"] == 1 and counts["sent"] == 0
@@ -354,6 +355,7 @@ def test_a_queued_send_is_blocked_by_a_suppression_that_came_meanwhile(
 
 def test_a_queued_send_claimed_twice_is_sent_once(workspace, smtp_sink, runtime):
     queued = send(workspace, respond_async=True)
-    outcomes = [tools.send.send_queued_email(queued["email_id"]) for _ in range(2)]
+    email_id = queued["email_id"]
+    outcomes = [tools.send.send_stored_emails([email_id])[email_id] for _ in range(2)]
     assert outcomes == ["sent", "skipped"]
     assert len(smtp_sink.messages) == 1

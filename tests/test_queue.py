@@ -7,7 +7,9 @@ A private redis-server per test (`tests/redis_server.py`) is the broker, so a te
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -19,6 +21,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 import tools
@@ -30,6 +33,7 @@ from tools import clock, queue
 
 REPO = Path(__file__).resolve().parent.parent
 CLIENT = "550e8400-e29b-41d4-a716-446655440000"
+ASYNC = {"Prefer": "respond-async"}
 
 
 @pytest.fixture
@@ -132,7 +136,8 @@ def test_two_workers_send_each_of_many_queued_emails_exactly_once(
     settings, workspace = service
     accepted = _accept(workspace, 500)
     # Every task a second time, as a redelivery or a dispatcher racing the request would.
-    tools.get_runtime().queue.publish(queue.SEND_QUEUED, [r["email_id"] for r in accepted])
+    ids = [r["email_id"] for r in accepted]
+    tools.get_runtime().queue.publish_sends(ids, settings.send_batch_size)
 
     with (
         _worker(settings, smtp_sink, broker, tmp_path / "w1.log"),
@@ -169,48 +174,88 @@ def test_a_send_accepted_while_the_broker_is_down_is_published_later_and_sent_on
     assert len(smtp_sink.messages) == 1
 
 
-def test_a_worker_killed_mid_delivery_loses_nothing_and_sends_nothing_twice(
+def test_a_worker_killed_mid_batch_loses_nothing_and_sends_nothing_twice(
     service, smtp_sink, broker, tmp_path, mocker
 ):
     settings, workspace = service
-    accepted = _accept(workspace, 20)
+    broker.stop()
+    accepted = _accept(workspace, 20)  # published by the dispatcher: four batches of five
+    broker.start()
+    tools.configure(dataclasses.replace(settings, send_batch_size=5))
+    assert queue.dispatch(tools.get_runtime()) == 20
+    env = {**_environment(settings, smtp_sink, broker), "EMAIL_SEND_BATCH_SIZE": "5"}
     held = HeldData(smtp_sink)
     try:
-        with _worker(settings, smtp_sink, broker, tmp_path / "w1.log") as worker:
+        with _running(["worker", "--concurrency", "1"], env, tmp_path / "w1.log", "ready.") as w:
             assert held.arrived.wait(60), "the worker sent nothing"
-            os.killpg(worker.pid, signal.SIGKILL)  # the worker and its pool, mid-delivery
-            worker.wait()
+            os.killpg(w.pid, signal.SIGKILL)  # the worker and its pool, mid-batch
+            w.wait()
     finally:
         held.release()
     smtp_sink.recorder.on_data = None
-    with _worker(settings, smtp_sink, broker, tmp_path / "w2.log"):
+    with _running(["worker", "--concurrency", "1"], env, tmp_path / "w2.log", "ready."):
         # The tasks the dead worker had taken wait, unacknowledged, for the broker's visibility
         # timeout; the dispatcher publishes their rows again once it has passed.
         later = clock.utcnow() + timedelta(seconds=settings.broker_visibility_seconds + 1)
         mocker.patch("tools.clock.utcnow", return_value=later)
         queue.dispatch(tools.get_runtime())
-        _wait(lambda: _statuses(accepted)["sent"] == 19, "the rest were not sent")
-    assert tools.escalate_stalled_sends() == 1  # the one in hand: maybe delivered, never resent
+        _wait(lambda: _statuses(accepted)["sent"] == 15, "the other batches were not sent")
+    # The batch in hand: one held at DATA (maybe delivered), four never started; none resent.
+    assert tools.escalate_stalled_sends() == 5
 
-    assert _statuses(accepted) == {"sent": 19, "escalated": 1}
+    assert _statuses(accepted) == {"sent": 15, "escalated": 5}
+    escalated = [r for r in accepted if _statuses([r])["escalated"]]
+    assert {tools.get_email_status(r["email_id"])["error_code"] for r in escalated} == {
+        "delivery_unconfirmed"
+    }
     received = Counter(m.rcpt_tos[0] for m in smtp_sink.messages)
-    assert len(received) == 20 and set(received.values()) == {1}  # the held one arrived once
+    assert len(received) == 16 and set(received.values()) == {1}  # the held one arrived once
 
 
-@pytest.mark.usefixtures("service")
-def test_the_hourly_limit_holds_for_concurrent_async_sends(smtp_sink):
+def test_the_hourly_limit_holds_for_concurrent_async_sends_through_two_api_processes(
+    service, smtp_sink, broker, tmp_path
+):
+    settings, _ = service
     limited = tools.create_workspace(
         "Limited", "news@limited.example", "1 Limit Lane", rate_limit_per_hour=20
     )
-    wid = limited["workspace_id"]
-    executions = [approve(wid) for _ in range(32)]
+    asset = {"subject": "Plain hello", "html_body": "<p>Hello there</p>"}
+    executions = [approve(limited["workspace_id"], asset=asset) for _ in range(32)]
+    env = _environment(settings, smtp_sink, broker)
+    serve = ["serve", "--port", "0"]
+    with (
+        _running(serve, env, tmp_path / "api1.log", "http://127.0.0.1:") as first,
+        _running(serve, env, tmp_path / "api2.log", "http://127.0.0.1:") as second,
+    ):
+        bases = [_served_at(tmp_path / f"api{i}.log") for i in (1, 2)]
 
-    def accept(i: int) -> str:
-        result = tools.send_email(
-            wid, CLIENT, executions[i], f"c{i}@example.com", ASSET, respond_async=True
-        )
-        return result["status"] if "error" not in result else result["error"]["code"]
+        def post(i: int) -> int:
+            body = {
+                "to": f"c{i}@example.com",
+                "circuit_execution_id": executions[i],
+                "client_id": CLIENT,
+                **{"subject": asset["subject"], "body": asset["html_body"]},
+            }
+            answer = httpx.post(
+                f"{bases[i % 2]}/api/email/send",
+                json=body,
+                headers={"Authorization": f"Bearer {limited['api_key']}", **ASYNC},
+                timeout=60,
+            )
+            return answer.status_code
 
-    with ThreadPoolExecutor(16) as pool:
-        outcomes = Counter(pool.map(accept, range(32)))
-    assert outcomes == {"queued": 20, "rate_limit_exceeded": 12}
+        with ThreadPoolExecutor(32) as pool:
+            answers = Counter(pool.map(post, range(32)))
+        assert first.poll() is None and second.poll() is None
+    assert answers == {202: 20, 403: 12}
+
+    with _worker(settings, smtp_sink, broker, tmp_path / "w.log"):
+        _wait(lambda: len(smtp_sink.messages) >= 20, "the accepted sends were not delivered")
+        _wait(lambda: broker.queued_messages() == 0, "the queue never drained")
+    assert len(smtp_sink.messages) == 20
+
+
+def _served_at(log: Path) -> str:
+    found = re.search(r"http://127\.0\.0\.1:\d+", log.read_text())
+    assert found is not None, log.read_text()
+    return found.group(0)

@@ -195,6 +195,7 @@ def test_total_failure_is_rescheduled_once_and_the_worker_sends_it(
             "blocked": 0,
             "deferred": 0,
             "skipped": 0,
+            "unrecorded": 0,
         }
     status = tools.get_email_status(email_id)
     assert status["status"] == "sent" and status["provider"] == "sendgrid"

@@ -1,7 +1,8 @@
 """Handing stored sends to the task queue (Celery), after the row that records them commits.
 
 This is the outbox's publishing side: a send accepted as `queued` is committed first, then a
-task naming its id is published; a scheduled send is published when it falls due. Publishing
+task naming its id is published; scheduled sends are published when they fall due, and what
+the dispatcher finds goes in batches (a task carries a list of ids). Publishing
 may fail (the broker down): the row stays as it is, and the dispatcher, run periodically by
 beat, publishes whatever was never published or may have been lost (`dispatch`). So nothing
 accepted waits on the broker being up, and nothing is lost while it is down. A task delivered
@@ -31,8 +32,7 @@ if TYPE_CHECKING:  # the runtime builds the queue: only its type is needed here
 
 log = logging.getLogger(__name__)
 
-SEND_QUEUED = "email.send_queued"
-SEND_DUE = "email.send_due"
+SEND_STORED = "email.send_stored"  # a batch of ids: `tools.send.send_stored_emails`
 DISPATCH = "email.dispatch"
 SWEEP_STALLED = "email.sweep_stalled"
 FOLD_EVENTS = "email.fold_events"
@@ -42,7 +42,7 @@ REDUE_SECONDS = 60
 
 _ex = EmailExecution.__table__.c
 _WAITING = (
-    select(_ex.id, _ex.status)
+    select(_ex.id)
     .where(
         or_(
             (_ex.status == ExecutionStatus.QUEUED)
@@ -91,16 +91,18 @@ class TaskQueue:
         self._app = Celery("email-service", set_as_current=False)
         self._app.conf.update(celery_config(settings))
 
-    def publish(self, task: str, email_ids: list[str]) -> list[str]:
-        """Publish `task` for each id, in order, until the broker fails; the ids published."""
-        published = []
-        for email_id in email_ids:
+    def publish_sends(self, email_ids: list[str], batch_size: int) -> list[str]:
+        """Publish send tasks for `email_ids`, `batch_size` ids to a task, in order, until the
+        broker fails; the ids published."""
+        published: list[str] = []
+        for start in range(0, len(email_ids), batch_size):
+            batch = email_ids[start : start + batch_size]
             try:
-                self._app.send_task(task, args=[email_id], retry=False)
+                self._app.send_task(SEND_STORED, args=[batch], retry=False)
             except (BrokerError, OSError) as error:
                 log.warning("task not published", extra={"error_type": type(error).__name__})
                 break
-            published.append(email_id)
+            published += batch
         return published
 
     def close(self) -> None:
@@ -112,13 +114,14 @@ def publish_accepted(runtime: Runtime, email_id: str) -> None:
     away, the dispatcher publishes it later."""
     if runtime.queue is None:
         return  # no broker: `main.py worker` finds it itself
-    if runtime.queue.publish(SEND_QUEUED, [email_id]):
+    if runtime.queue.publish_sends([email_id], batch_size=1):
         _mark_published(runtime, [email_id])
 
 
 def dispatch(runtime: Runtime, limit: int = 500) -> int:
     """Publish the queued sends never published (or published longer ago than the broker
-    keeps an unacknowledged task) and the due scheduled ones; how many were published.
+    keeps an unacknowledged task) and the due scheduled ones, in batches of
+    `EMAIL_SEND_BATCH_SIZE`; how many were published.
 
     On PostgreSQL the rows are locked `FOR UPDATE SKIP LOCKED`, so dispatchers running at once
     publish different rows."""
@@ -133,12 +136,8 @@ def dispatch(runtime: Runtime, limit: int = 500) -> int:
         "limit": limit,
     }
     with runtime.engine.begin() as conn:
-        rows = conn.execute(statement, params).all()
-        queued = [email_id for email_id, status in rows if status is ExecutionStatus.QUEUED]
-        due = [email_id for email_id, status in rows if status is ExecutionStatus.SCHEDULED]
-        published = runtime.queue.publish(SEND_QUEUED, queued)
-        if len(published) == len(queued):
-            published += runtime.queue.publish(SEND_DUE, due)
+        waiting = list(conn.scalars(statement, params))
+        published = runtime.queue.publish_sends(waiting, runtime.settings.send_batch_size)
         if published:
             conn.execute(_PUBLISHED, {"ids": published, "now": now})
     return len(published)

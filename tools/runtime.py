@@ -36,8 +36,8 @@ class Runtime:
 
     `engine`/`sessions` write; `reader`/`read_sessions` only read (their transactions never
     wait for a writer: see `persistence.read_only`). `sleep` is how the delivery chain waits
-    between retries and `monotonic` how the SMTP pool ages its connections: tests pass their
-    own, to see the waits asked for and to move time.
+    between retries, `monotonic` how the SMTP pool ages its connections and a batch of stored
+    sends keeps to its time: tests pass their own, to see the waits asked for and to move time.
     """
 
     def __init__(
@@ -48,6 +48,7 @@ class Runtime:
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
+        self.monotonic = monotonic
         self.engine: Engine = make_engine(settings.database_url)
         upgrade_to_head(self.engine)
         self.sessions: sessionmaker[Session] = make_session_factory(self.engine)

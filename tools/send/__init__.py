@@ -12,17 +12,12 @@
                  decision when every provider failed;
 6. `results.py`  the documented result shapes.
 
-`pipeline.py` runs them for `send_email`; `due.py` runs them for a stored send (scheduled, when
-due; queued, for a worker), through the same reservation. `queries.py` holds their SQL.
+`pipeline.py` runs them for `send_email`; `due.py` runs them for stored sends (scheduled, when
+due; queued, for a worker), in batches, through the same reservation. `queries.py` holds
+their SQL.
 """
 
-from tools.send.due import send_due_email, send_due_emails, send_queued_email, send_queued_emails
+from tools.send.due import send_due_emails, send_queued_emails, send_stored_emails
 from tools.send.pipeline import send_email
 
-__all__ = [
-    "send_due_email",
-    "send_due_emails",
-    "send_email",
-    "send_queued_email",
-    "send_queued_emails",
-]
+__all__ = ["send_due_emails", "send_email", "send_queued_emails", "send_stored_emails"]

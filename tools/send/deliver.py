@@ -18,6 +18,7 @@ After it, the row says `sending`, and two faults are told apart:
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from persistence import unavailable
@@ -29,7 +30,7 @@ from tools.providers.chain import DeliveryOutcome
 from tools.runtime import Runtime
 from tools.send import results
 from tools.send.compose import compose
-from tools.send.record import Recorded, record
+from tools.send.record import Recorded, record, record_batch
 from tools.send.reserve import Reserved
 
 log = logging.getLogger(__name__)
@@ -37,15 +38,8 @@ log = logging.getLogger(__name__)
 
 def deliver(runtime: Runtime, reserved: Reserved) -> dict[str, Any]:
     """Compose, hand over, record: the send result (see the module's note)."""
-    execution = reserved.execution
     try:
-        outcome = runtime.delivery.deliver(
-            compose(runtime, reserved),
-            commit=reserved.commit,
-            skip=cooling_down(reserved.breakers, clock.utcnow()),
-            first_attempt_number=execution.attempt_number + 1,
-        )
-        reserved.commit()  # no provider did: every one was skipped
+        outcome = _hand_over(runtime, reserved)
     except Exception as error:
         if reserved.commit.done:
             _record_crash(runtime, reserved, error)
@@ -63,15 +57,71 @@ def deliver(runtime: Runtime, reserved: Reserved) -> dict[str, Any]:
     return results.delivered(reserved, recorded, outcome)
 
 
+def deliver_batch(
+    runtime: Runtime, batch: list[Reserved], go_on: Callable[[], bool]
+) -> dict[str, str]:
+    """Hand over a batch of claimed stored sends (committed already) one after the other,
+    while `go_on()` holds, and record them in one transaction; what became of each, by id
+    (`sent`, `delivery_failed`, `deferred`, `unrecorded`).
+
+    Each succeeds or fails alone: a send that raises is recorded as escalated
+    (`internal_error`) and the next one goes. Those never started (`go_on` said stop) are
+    given back in the same transaction, for the next worker. When that transaction cannot be
+    written, every row stays `sending` for the stalled-send sweep, as one send's would."""
+    handed: list[tuple[Reserved, DeliveryOutcome, ErrorCode | None]] = []
+    for reserved in batch:
+        if not go_on():
+            break
+        handed.append(_hand_over_alone(runtime, reserved))
+    left = [reserved.execution for reserved in batch[len(handed) :]]
+    try:
+        recorded = record_batch(runtime, handed, release=left)
+    except DATABASE_ERRORS as error:
+        if not unavailable(error):
+            raise
+        log.error("batch outcomes not recorded", extra={"emails": len(batch)})
+        return {reserved.execution.id: "unrecorded" for reserved in batch}
+    became = {execution.id: "deferred" for execution in left}
+    for (reserved, _, _), outcome in zip(handed, recorded, strict=True):
+        _log(reserved, outcome)
+        became[reserved.execution.id] = "sent" if outcome.decision is None else "delivery_failed"
+    return became
+
+
+def _hand_over(runtime: Runtime, reserved: Reserved) -> DeliveryOutcome:
+    outcome = runtime.delivery.deliver(
+        compose(runtime, reserved),
+        commit=reserved.commit,
+        skip=cooling_down(reserved.breakers, clock.utcnow()),
+        first_attempt_number=reserved.execution.attempt_number + 1,
+    )
+    reserved.commit()  # no provider did: every one was skipped
+    return outcome
+
+
+def _hand_over_alone(
+    runtime: Runtime, reserved: Reserved
+) -> tuple[Reserved, DeliveryOutcome, ErrorCode | None]:
+    try:
+        return reserved, _hand_over(runtime, reserved), None
+    except Exception as error:  # a bug: this send is escalated, the batch goes on
+        log.exception("delivery crashed", extra=_fields(reserved, None))
+        return reserved, _crashed(error), ErrorCode.INTERNAL_ERROR
+
+
+def _crashed(error: Exception) -> DeliveryOutcome:
+    # Whether it was handed over is unknown: ambiguous, so never resent.
+    return DeliveryOutcome(
+        sent=False, ambiguous=True, last_error=f"internal error: {type(error).__name__}"
+    )
+
+
 def _record_crash(runtime: Runtime, reserved: Reserved, error: Exception) -> None:
     """Escalate a send whose delivery raised (`internal_error`): whether it was handed over is
     unknown, so it is never resent. If the database is away too, the row stays `sending` for
     the stalled-send sweep, and the error that matters (the crash) is the one that propagates."""
-    crashed = DeliveryOutcome(
-        sent=False, ambiguous=True, last_error=f"internal error: {type(error).__name__}"
-    )
     try:
-        record(runtime, reserved, crashed, error_code=ErrorCode.INTERNAL_ERROR)
+        record(runtime, reserved, _crashed(error), error_code=ErrorCode.INTERNAL_ERROR)
     except DATABASE_ERRORS as lost:
         log.error(
             "crashed delivery not recorded",

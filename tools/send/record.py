@@ -1,4 +1,4 @@
-"""Step 5: the outcome in the audit trail, in one transaction.
+"""Step 5: the outcome in the audit trail, in one transaction (one per batch of stored sends).
 
 The execution row takes the outcome (provider, message id, sent_at, retries, attempts, last
 error); every attempt gets a row; a sent email gets its engagement-metrics row; provider
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -27,7 +28,7 @@ from tools.errors import ErrorCode
 from tools.providers.chain import DeliveryOutcome
 from tools.runtime import Runtime
 from tools.self_correction import Decision, decide_after_failure
-from tools.send import queries
+from tools.send import queries, reserve
 from tools.send.reserve import Execution, Reserved
 
 
@@ -47,36 +48,63 @@ def record(
 ) -> Recorded:
     """Store `outcome` for the reserved send (`error_code` overrides the one the outcome
     implies: an internal error, say). Database errors propagate; nothing is then recorded."""
+    return record_batch(runtime, [(reserved, outcome, error_code)])[0]
+
+
+def record_batch(
+    runtime: Runtime,
+    outcomes: list[tuple[Reserved, DeliveryOutcome, ErrorCode | None]],
+    release: Sequence[Execution] = (),
+) -> list[Recorded]:
+    """`record` for several sends in one transaction (a batch of stored sends), which also
+    gives back the claimed sends of the batch never started (`reserve.release`): all of it
+    is written, or, when a database error propagates, none."""
     now = clock.utcnow()
+    with begin_unsynced(runtime.engine) as conn:
+        recorded = [
+            _record_one(conn, runtime, reserved, outcome, error_code, now)
+            for reserved, outcome, error_code in outcomes
+        ]
+        reserve.release(conn, release, now)
+    return recorded
+
+
+def _record_one(
+    conn: Connection,
+    runtime: Runtime,
+    reserved: Reserved,
+    outcome: DeliveryOutcome,
+    error_code: ErrorCode | None,
+    now: datetime,
+) -> Recorded:
     execution = reserved.execution
     values = _outcome_values(execution, outcome, error_code, now)
     decision = None
-    with begin_unsynced(runtime.engine) as conn:
-        if not outcome.sent:
-            decision = decide_after_failure(
-                conn,
-                runtime.settings,
-                outcome,
-                workspace_id=execution.workspace_id,
-                execution_id=execution.id,
-                reschedule_count=execution.reschedule_count,
-                now=now,
-            )
-            values.update(_after_decision(execution, decision))
-        conn.execute(queries.UPDATE_EXECUTION, {"b_id": execution.id, **values})
-        if outcome.attempts:
-            _insert_attempts(conn, execution, outcome, now)
-            record_provider_health(
-                conn,
-                runtime.settings,
-                outcome,
-                reserved.breakers,
-                workspace_id=execution.workspace_id,
-                execution_id=execution.id,
-                now=now,
-            )
-        if outcome.sent:
-            _insert_metrics(conn, execution, outcome, now)
+    if not outcome.sent:
+        decision = decide_after_failure(
+            conn,
+            runtime.settings,
+            outcome,
+            workspace_id=execution.workspace_id,
+            execution_id=execution.id,
+            reschedule_count=execution.reschedule_count,
+            now=now,
+        )
+        values.update(_after_decision(execution, decision))
+    conn.execute(queries.UPDATE_EXECUTION, {"b_id": execution.id, **values})
+    if outcome.attempts:
+        _insert_attempts(conn, execution, outcome, now)
+        record_provider_health(
+            conn,
+            runtime.settings,
+            outcome,
+            reserved.breakers,
+            workspace_id=execution.workspace_id,
+            execution_id=execution.id,
+            now=now,
+        )
+    if outcome.sent:
+        _insert_metrics(conn, execution, outcome, now)
     return Recorded(dataclasses.replace(execution, **values), decision)
 
 

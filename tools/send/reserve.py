@@ -26,6 +26,7 @@ last moment before anything could be handed over (`tools/providers/chain.py`).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -190,6 +191,51 @@ def reserve(
         raise
     conn.close()  # rolls back: nothing to write
     return decision
+
+
+def reserve_batch(
+    runtime: Runtime, stored: list[tuple[CheckedSend, Execution]]
+) -> list[Reservation]:
+    """`reserve` for a batch of stored sends (each a checked request and its row), in one
+    transaction, committed before this returns: a reservation for each, in order.
+
+    The workspaces are locked in one order (by id), so two workers claiming batches at once
+    never wait on each other in a cycle. Every `Reserved` shares the committed transaction."""
+    now = clock.utcnow()
+    in_lock_order = sorted(range(len(stored)), key=lambda i: stored[i][1].workspace_id)
+    conn = runtime.engine.connect()
+    pending = PendingCommit(conn, conn.begin())
+    try:
+        decided = {}
+        for i in in_lock_order:
+            send, due = stored[i]
+            decided[i] = _decide(
+                runtime, pending, send, now, accept_as=ExecutionStatus.SENDING, due=due
+            )
+        pending()
+    finally:
+        pending.abandon()
+    return [decided[i] for i in range(len(stored))]
+
+
+def release(conn: Connection, claimed: Sequence[Execution], now: datetime) -> None:
+    """Give back claimed stored sends that were never started, as they were before the claim:
+    `queued` (its slot in the limits kept), or `scheduled` (its slot given back). Marked
+    unpublished, so the next dispatch publishes them again."""
+    for execution in claimed:
+        # Only a scheduled row has a time: a queued one was accepted to go at once.
+        scheduled = execution.scheduled_for is not None
+        conn.execute(
+            queries.CLAIM,
+            {
+                "b_id": execution.id,
+                "from_status": ExecutionStatus.SENDING,
+                "status": ExecutionStatus.SCHEDULED if scheduled else ExecutionStatus.QUEUED,
+                "reserved_at": None if scheduled else execution.reserved_at,
+                "published_at": None,
+                "updated_at": now,
+            },
+        )
 
 
 def _decide(
