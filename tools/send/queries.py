@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import bindparam, exists, func, insert, select, update
+from sqlalchemy import bindparam, exists, func, insert, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from persistence import (
@@ -52,13 +52,12 @@ EXISTING_SEND = (
 # (ix_executions_rate_window, index only); recent sends to this recipient
 # (ix_executions_recipient, index only); whether any provider's breaker is open (which ones is
 # read only then).
-SEND_CHECKS = select(
-    EXISTING_SEND.scalar_subquery().label("existing_id"),
-    exists().where(*BLOCKING_SUPPRESSION).label("suppressed"),
+_USED = (
     select(func.coalesce(func.sum(_ex.recipient_count), 0))
     .where(_ex.workspace_id == bindparam("workspace_id"), _ex.reserved_at >= bindparam("hour_ago"))
     .scalar_subquery()
-    .label("used"),
+)
+_RECENT = (
     select(func.count())
     .where(
         _ex.workspace_id == bindparam("workspace_id"),
@@ -66,7 +65,22 @@ SEND_CHECKS = select(
         _ex.reserved_at >= bindparam("throttle_since"),
     )
     .scalar_subquery()
-    .label("recent"),
+)
+SEND_CHECKS = select(
+    EXISTING_SEND.scalar_subquery().label("existing_id"),
+    exists().where(*BLOCKING_SUPPRESSION).label("suppressed"),
+    _USED.label("used"),
+    _RECENT.label("recent"),
+    exists().where(_breakers.state == "open").label("breaker_open"),
+)
+# The same for a send that takes no slot in the limits now (a queued one being claimed took
+# its slot when it was accepted; a scheduled one accepted takes it when due): the hour's count,
+# a scan of the workspace's last hour and the costliest part, is left out.
+SEND_CHECKS_WITHOUT_LIMITS = select(
+    EXISTING_SEND.scalar_subquery().label("existing_id"),
+    exists().where(*BLOCKING_SUPPRESSION).label("suppressed"),
+    literal(0).label("used"),
+    literal(0).label("recent"),
     exists().where(_breakers.state == "open").label("breaker_open"),
 )
 

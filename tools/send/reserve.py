@@ -207,10 +207,17 @@ def reserve_batch(
     pending = PendingCommit(conn, conn.begin())
     try:
         decided = {}
+        locked: dict[str, WorkspaceView | None] = {}
         for i in in_lock_order:
             send, due = stored[i]
             decided[i] = _decide(
-                runtime, pending, send, now, accept_as=ExecutionStatus.SENDING, due=due
+                runtime,
+                pending,
+                send,
+                now,
+                accept_as=ExecutionStatus.SENDING,
+                due=due,
+                locked=locked,
             )
         pending()
     finally:
@@ -246,6 +253,7 @@ def _decide(
     *,
     accept_as: ExecutionStatus,
     due: Execution | None,
+    locked: dict[str, WorkspaceView | None] | None = None,
 ) -> Reservation:
     conn = pending.connection
     # A slot in the limits is taken by a send that goes now or is queued, and by a scheduled
@@ -255,7 +263,7 @@ def _decide(
         if due
         else accept_as is not ExecutionStatus.SCHEDULED
     )
-    workspace = _lock_workspace(conn, send.args.workspace_id)
+    workspace = _lock_workspace(conn, send.args.workspace_id, locked)
     if workspace is None:
         return Refused(ToolFailure(ErrorCode.UNKNOWN_WORKSPACE, "no such workspace"), None)
     circuits = circuit_state(conn, workspace.id, send.args.circuit_execution_id)
@@ -263,7 +271,7 @@ def _decide(
     if isinstance(approved, ToolFailure):
         return Refused(approved, circuits)
     asset, digest = approved
-    checks = _send_checks(runtime, conn, send, now)
+    checks = _send_checks(runtime, conn, send, now, limits=takes_slot)
     if checks.existing_id not in (None, send.email_id):  # a due send finds its own row
         return Repeat(checks.existing_id, circuits)
     refusal = _policy_refusal(runtime, conn, send, workspace, checks, now, limits=takes_slot)
@@ -280,11 +288,19 @@ def _decide(
     return Reserved(send, execution, workspace, circuits, asset, breakers, pending)
 
 
-def _lock_workspace(conn: Connection, workspace_id: str) -> WorkspaceView | None:
-    """Load the workspace and hold its lock until the transaction ends."""
+def _lock_workspace(
+    conn: Connection, workspace_id: str, locked: dict[str, WorkspaceView | None] | None
+) -> WorkspaceView | None:
+    """Load the workspace and hold its lock until the transaction ends. `locked`: the
+    workspaces this transaction holds already (a batch's), by id, read once each."""
+    if locked is not None and workspace_id in locked:
+        return locked[workspace_id]
     statement = queries.LOCK_WORKSPACE.get(conn.dialect.name, queries.LOCK_WORKSPACE["default"])
     found = conn.execute(statement, {"workspace_id": workspace_id}).first()
-    return WorkspaceView(*found) if found is not None else None
+    workspace = WorkspaceView(*found) if found is not None else None
+    if locked is not None:
+        locked[workspace_id] = workspace
+    return workspace
 
 
 def _approved_asset(
@@ -315,11 +331,14 @@ def _approved_asset(
     return asset, digest
 
 
-def _send_checks(runtime: Runtime, conn: Connection, send: CheckedSend, now: datetime) -> Row[Any]:
-    """(existing_id, suppressed, used, recent, breaker_open): what a send is decided on."""
+def _send_checks(
+    runtime: Runtime, conn: Connection, send: CheckedSend, now: datetime, *, limits: bool
+) -> Row[Any]:
+    """(existing_id, suppressed, used, recent, breaker_open): what a send is decided on
+    (`used` and `recent` only counted when the send takes its slot in the limits now)."""
     settings = runtime.settings
     return conn.execute(
-        queries.SEND_CHECKS,
+        queries.SEND_CHECKS if limits else queries.SEND_CHECKS_WITHOUT_LIMITS,
         {
             "workspace_id": send.args.workspace_id,
             "circuit_execution_id": send.args.circuit_execution_id,
