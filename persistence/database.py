@@ -24,7 +24,7 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event, text
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import ExceptionContext, make_url
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session, sessionmaker
@@ -47,7 +47,17 @@ def make_engine(url: str) -> Engine:
     engine = create_engine(url, pool_pre_ping=True)
     if engine.dialect.name == "postgresql":
         event.listen(engine, "begin", _postgresql_begin)
+    event.listen(engine, "handle_error", _failed_ping_means_reconnect)
     return engine
+
+
+def _failed_ping_means_reconnect(context: ExceptionContext) -> None:
+    # A pooled connection whose ping fails is replaced, whatever the driver raised: psycopg,
+    # finding the socket closed mid-ping, can raise "can't change 'autocommit' now"
+    # (ProgrammingError) before it marks the connection broken, and SQLAlchemy would pass that
+    # on instead of reconnecting. A database that is really away then fails the reconnect.
+    if context.is_pre_ping:
+        context.is_disconnect = True
 
 
 def _postgresql_begin(connection: Connection) -> None:

@@ -10,10 +10,12 @@ import uuid
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 import tools
 from api import create_app
+from persistence import make_engine
 from tests.builders import approve, make_settings, send
 from tests.tcp_proxy import CuttableProxy
 from tools import clock
@@ -109,3 +111,20 @@ def test_over_http_a_database_that_is_away_is_503_with_retry_after(service, smtp
         assert reply.get_json()["error"]["code"] == code
         assert "postgres" not in reply.get_data(as_text=True).lower()
     assert len(smtp_sink.messages) == 1
+
+
+def test_a_pooled_connection_whose_ping_fails_oddly_is_replaced(postgres_url, mocker):
+    # psycopg, finding the socket closed during the pool's ping, can raise a ProgrammingError
+    # ("can't change 'autocommit' now") before the connection reads as broken: a race no
+    # test can time, so the ping is made to fail that way.
+    import psycopg
+
+    engine = make_engine(postgres_url)
+    with engine.connect() as conn:
+        conn.execute(text("SELECT 1"))  # pooled now: the next checkout pings it
+    failure = psycopg.ProgrammingError("can't change 'autocommit' now")
+    mocker.patch.object(engine.dialect, "do_ping", side_effect=failure)
+
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT 1")).scalar() == 1  # a fresh connection
+    engine.dispose()
