@@ -12,7 +12,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import insert, inspect
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from persistence import (
     AttemptOutcome,
@@ -25,6 +25,7 @@ from persistence import (
     Workspace,
     begin_unsynced,
     make_engine,
+    read_only,
     upgrade_to_head,
 )
 from settings import Settings, SettingsError
@@ -191,6 +192,25 @@ def test_sqlite_commits_wait_for_the_disk_except_unsynced_ones(tmp_path):
 
 def test_postgresql_commits_wait_for_the_disk_except_unsynced_ones(postgres_url):
     assert _durability_levels(postgres_url, "SHOW synchronous_commit") == ["on", "off", "off", "on"]
+
+
+def test_postgresql_read_only_transactions_refuse_writes_and_leave_the_connection_as_it_was(
+    postgres_url,
+):
+    engine = make_engine(postgres_url)
+    seen: set[int] = set()
+    try:
+        with read_only(engine).connect() as reading:
+            seen.add(id(reading.connection.driver_connection))
+            assert reading.exec_driver_sql("SHOW transaction_read_only").scalar() == "on"
+            with pytest.raises(DBAPIError, match="read-only transaction"):
+                reading.exec_driver_sql("CREATE TEMPORARY TABLE scratch (n integer)")
+        with engine.connect() as writing:  # the same pooled connection, writing again
+            seen.add(id(writing.connection.driver_connection))
+            assert writing.exec_driver_sql("SHOW transaction_read_only").scalar() == "off"
+        assert len(seen) == 1
+    finally:
+        engine.dispose()
 
 
 def test_signing_secret_is_generated_once_beside_the_database(tmp_path):
