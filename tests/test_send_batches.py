@@ -129,3 +129,38 @@ def test_a_worker_asked_to_stop_gives_back_the_rest_of_its_batch_as_it_was(
     again = tools.send_due_emails()
     assert (again["due"], again["sent"]) == (2, 2)
     assert len(smtp_sink.messages) == 3
+
+
+def test_a_batched_send_makes_one_statement_of_its_own(workspace, smtp_sink, runtime):
+    statements: list[str] = []
+    event.listen(
+        runtime.engine, "before_cursor_execute", lambda *a: statements.append(a[2]), named=False
+    )
+
+    def cost(count: int, first: int) -> int:
+        ids = [
+            send(workspace, f"n{first + i}@example.com", respond_async=True)["email_id"]
+            for i in range(count)
+        ]
+        statements.clear()
+        assert set(send_stored_emails(ids).values()) == {"sent"}
+        return len(statements)
+
+    # The batch's reads and writes are one statement each whatever its size; each send adds
+    # only its conditional claim.
+    assert cost(10, 0) - cost(5, 100) == 5
+
+
+def test_a_batch_blocks_what_came_up_meanwhile_and_sends_the_rest(workspace, smtp_sink, runtime):
+    ids = _queued(workspace, 3)
+    wid = workspace["workspace_id"]
+    tools.suppress(wid, "r0@example.com", "unsubscribed")
+    execution = tools.get_email_status(ids[1])["circuit_execution_id"]
+    tools.record_circuit_result(wid, execution, "CX03", False)
+
+    became = send_stored_emails(ids)
+
+    assert became == {ids[0]: "blocked", ids[1]: "blocked", ids[2]: "sent"}
+    assert _status(ids[0]) == ("blocked", "suppressed")
+    assert _status(ids[1]) == ("blocked", "circuit_validation_failed")
+    assert [m.rcpt_tos[0] for m in smtp_sink.messages] == ["r2@example.com"]

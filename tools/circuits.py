@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +41,15 @@ CIRCUIT_RESULTS = (
     .where(
         _logs.workspace_id == bindparam("workspace_id"),
         _logs.circuit_execution_id == bindparam("circuit_execution_id"),
+    )
+    .order_by(_logs.created_at, _logs.id)
+)
+# The same for several executions of one workspace (a batch of stored sends).
+CIRCUIT_RESULTS_OF_MANY = (
+    select(_logs.circuit_execution_id, _logs.id, _logs.circuit_id, _logs.success, _logs.output_hash)
+    .where(
+        _logs.workspace_id == bindparam("workspace_id"),
+        _logs.circuit_execution_id.in_(bindparam("circuit_execution_ids", expanding=True)),
     )
     .order_by(_logs.created_at, _logs.id)
 )
@@ -87,6 +97,25 @@ def circuit_state(
         CIRCUIT_RESULTS,
         {"workspace_id": workspace_id, "circuit_execution_id": circuit_execution_id},
     ).all()
+    return _state_of(rows)
+
+
+def circuit_states(
+    conn: Connection, workspace_id: str, circuit_execution_ids: Iterable[str]
+) -> dict[str, CircuitState]:
+    """`circuit_state` of several executions of one workspace, in one query, by id."""
+    wanted = list(dict.fromkeys(circuit_execution_ids))
+    rows_of: dict[str, list[Any]] = {execution_id: [] for execution_id in wanted}
+    found = conn.execute(
+        CIRCUIT_RESULTS_OF_MANY, {"workspace_id": workspace_id, "circuit_execution_ids": wanted}
+    )
+    for row in found:  # oldest first, as for one execution
+        rows_of[row.circuit_execution_id].append(row)
+    return {execution_id: _state_of(rows) for execution_id, rows in rows_of.items()}
+
+
+def _state_of(rows: Sequence[Any]) -> CircuitState:
+    """The state of one execution from its circuit logs, oldest first."""
     newest = {row.circuit_id: row for row in rows}  # CX07/CX08 logs too: never looked up
     passed = [c for c in REQUIRED_CIRCUITS if c in newest and newest[c].success]
     failed = [c for c in REQUIRED_CIRCUITS if c in newest and not newest[c].success]

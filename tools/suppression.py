@@ -32,6 +32,7 @@ BLOCKING_SUPPRESSION = (
     or_(_sup.reason != "bounced", _sup.suppressed_at >= bindparam("bounce_cutoff")),
 )
 ACTIVE_SUPPRESSION = select(_sup.email, _sup.reason).where(*BLOCKING_SUPPRESSION).limit(1)
+BLOCKED_KEYS = select(_sup.email).where(*BLOCKING_SUPPRESSION)
 
 
 def active_suppression(
@@ -48,6 +49,17 @@ def active_suppression(
         ACTIVE_SUPPRESSION,
         {"workspace_id": workspace_id, "keys": list(keys), "bounce_cutoff": cutoff},
     ).first()
+
+
+def blocked_keys(
+    conn: Connection, workspace_id: str, keys: Iterable[str], *, bounce_days: int, now: datetime
+) -> set[str]:
+    """Which of `keys` an entry blocks at `now`, in one query (a batch's recipients)."""
+    cutoff = now - timedelta(days=bounce_days)
+    found = conn.scalars(
+        BLOCKED_KEYS, {"workspace_id": workspace_id, "keys": list(keys), "bounce_cutoff": cutoff}
+    )
+    return set(found)
 
 
 def add_suppression(

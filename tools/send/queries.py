@@ -73,6 +73,7 @@ SEND_CHECKS = select(
     _RECENT.label("recent"),
     exists().where(_breakers.state == "open").label("breaker_open"),
 )
+ANY_BREAKER_OPEN = select(exists().where(_breakers.state == "open"))
 # The same for a send that takes no slot in the limits now (a queued one being claimed took
 # its slot when it was accepted; a scheduled one accepted takes it when due): the hour's count,
 # a scan of the workspace's last hour and the costliest part, is left out.
