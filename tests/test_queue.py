@@ -11,6 +11,7 @@ import dataclasses
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -259,3 +260,40 @@ def _served_at(log: Path) -> str:
     found = re.search(r"http://127\.0\.0\.1:\d+", log.read_text())
     assert found is not None, log.read_text()
     return found.group(0)
+
+
+@pytest.fixture
+def rabbitmq_url() -> Iterator[str]:
+    """A virtual host of its own on the machine's RabbitMQ, deleted afterwards: the server is
+    shared, and a worker on its default vhost could take another run's tasks."""
+    vhost = f"email_test_{os.urandom(6).hex()}"
+    try:
+        socket.create_connection(("127.0.0.1", 5672), timeout=2).close()
+        _rabbitmqctl("add_vhost", vhost)
+    except (OSError, subprocess.CalledProcessError) as error:
+        pytest.skip(f"RabbitMQ on 127.0.0.1:5672 with rabbitmqctl is needed: {error}")
+    try:
+        _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+        yield f"amqp://guest:guest@127.0.0.1:5672/{vhost}"
+    finally:
+        _rabbitmqctl("delete_vhost", vhost)
+
+
+def _rabbitmqctl(*args: str) -> None:
+    subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=60)
+
+
+def test_rabbitmq_carries_the_sends_as_redis_does(postgres_url, smtp_sink, rabbitmq_url, tmp_path):
+    settings = make_settings(postgres_url, smtp_sink, tmp_path, celery_broker_url=rabbitmq_url)
+    tools.configure(settings)
+    try:
+        workspace = tools.create_workspace("Acme", "news@acme.example", "1 Main Street, Town")
+        accepted = _accept(workspace, 3)  # each published to RabbitMQ as it is accepted
+        env = {**child_environment(settings, smtp_sink), "CELERY_BROKER_URL": rabbitmq_url}
+        with _running(["worker", "--concurrency", "1"], env, tmp_path / "w.log", "ready."):
+            _wait(lambda: _statuses(accepted)["sent"] == 3, "the sends were not delivered")
+        assert sorted(m.rcpt_tos[0] for m in smtp_sink.messages) == [
+            f"r{i}@example.com" for i in range(3)
+        ]
+    finally:
+        tools.shutdown()
