@@ -25,6 +25,7 @@ from typing import Any
 
 import tools
 from agents.messages import Candidate, SendRequest
+from log_format import configure_logging
 from orchestration.model_config import ModelConfigError, config_path, load_model_client
 from orchestration.signals import handling_signals
 from orchestration.team import ChatRun, run_send_sync
@@ -418,9 +419,7 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as error:
         print(f"Configuration error: {error}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(settings.log_level, settings.log_format)
     if settings.log_level != "DEBUG":
         # aiosmtpd logs every SMTP command and Alembic every migration step at INFO.
         for noisy in ("mail.log", "alembic"):

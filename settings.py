@@ -92,6 +92,7 @@ class Settings:
     # Embedded development server.
     outbox_dir: Path = Path("outbox")
     log_level: str = "INFO"
+    log_format: str = "plain"  # or "json": one object per line
     # HTTP API: the largest request body accepted (CX06 outputs go up to 1 MB of JSON).
     api_max_request_bytes: int = 2 * 1024 * 1024
     # The task queue (Celery): unset, one machine runs everything itself (`main.py worker`).
@@ -154,6 +155,13 @@ def _number(
         ) from None
     if value < minimum:
         raise SettingsError(f"{name} must be at least {minimum:g}")
+    return value
+
+
+def _log_format(env: Mapping[str, str]) -> str:
+    value = (_str(env, "plain", "EMAIL_LOG_FORMAT") or "plain").lower()
+    if value not in {"plain", "json"}:
+        raise SettingsError("EMAIL_LOG_FORMAT must be plain or json")
     return value
 
 
@@ -282,6 +290,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         check_deliverability=_bool(env, False, "EMAIL_CHECK_DELIVERABILITY"),
         outbox_dir=Path(_str(env, "outbox", "EMAIL_OUTBOX_DIR") or "outbox"),
         log_level=log_level,
+        log_format=_log_format(env),
         api_max_request_bytes=_int(
             env, Settings.api_max_request_bytes, "EMAIL_API_MAX_REQUEST_BYTES", minimum=1024
         ),

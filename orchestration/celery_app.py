@@ -17,9 +17,10 @@ the folding of webhook events that arrived before their send, every minute.
 from __future__ import annotations
 
 from celery import Celery
-from celery.signals import worker_process_init
+from celery.signals import setup_logging, worker_process_init
 
 import tools
+from log_format import configure_logging
 from settings import Settings, load_settings
 from tools import queue
 from tools.send import send_stored_emails
@@ -51,6 +52,14 @@ def _fresh_runtime(**_: object) -> None:
     # A forked worker process must not share its parent's database connections or SMTP
     # sockets: it builds its own runtime on first use.
     tools.runtime.forget_after_fork()
+
+
+@setup_logging.connect
+def _service_logging(loglevel: int | str | None = None, **_: object) -> None:
+    # Celery's own logging would drop the fields the tools attach to their lines (email id,
+    # workspace, provider): the service's format is used instead, as in every command.
+    settings = load_settings()
+    configure_logging(loglevel or settings.log_level, settings.log_format)
 
 
 # For `celery -A orchestration.celery_app ...`: built from the environment, as every command is.

@@ -96,6 +96,7 @@ def test_implicit_tls_defaults_to_port_465():
         ({"SMTP_USE_TLS": "1", "SMTP_USE_SSL": "1"}, "cannot both be true"),
         ({"EMAIL_PUBLIC_BASE_URL": "ftp://x"}, "EMAIL_PUBLIC_BASE_URL must be an http(s) URL"),
         ({"EMAIL_AGENT_LOG_LEVEL": "loud"}, "EMAIL_AGENT_LOG_LEVEL must be"),
+        ({"EMAIL_LOG_FORMAT": "xml"}, "EMAIL_LOG_FORMAT must be plain or json"),
     ],
 )
 def test_bad_values_name_the_variable(env, message):
