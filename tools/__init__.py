@@ -13,6 +13,7 @@ from tools.boundary import ToolFunction, tool_function
 from tools.circuits import record_circuit_result, validate_circuits
 from tools.engagement import collect_metrics, fold_waiting_events, receive_webhook
 from tools.errors import ToolFailure, echo
+from tools.health import readiness
 from tools.metrics import get_engagement_metrics, get_send_history, provider_performance
 from tools.runtime import configure, get_runtime, shutdown
 from tools.schemas import ValidateEmailArgs
@@ -79,6 +80,7 @@ __all__ = [
     "get_send_history",
     "is_suppressed",
     "provider_performance",
+    "readiness",
     "receive_webhook",
     "record_circuit_result",
     "rotate_api_key",

@@ -105,6 +105,16 @@ class TaskQueue:
             published += batch
         return published
 
+    def answers(self) -> bool:
+        """Whether the broker takes a connection now (within the connection timeout)."""
+        with self._app.connection_for_write() as connection:
+            try:
+                connection.connect()
+            except (*connection.connection_errors, BrokerError, OSError) as error:
+                log.warning("broker not ready", extra={"error_type": type(error).__name__})
+                return False
+        return True
+
     def close(self) -> None:
         self._app.close()
 
