@@ -93,6 +93,8 @@ class Settings:
     outbox_dir: Path = Path("outbox")
     log_level: str = "INFO"
     log_format: str = "plain"  # or "json": one object per line
+    # `/metrics` answers only a request bearing this token; unset, it is off.
+    metrics_token: str | None = field(default=None, repr=False)
     # HTTP API: the largest request body accepted (CX06 outputs go up to 1 MB of JSON).
     api_max_request_bytes: int = 2 * 1024 * 1024
     # The task queue (Celery): unset, one machine runs everything itself (`main.py worker`).
@@ -291,6 +293,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         outbox_dir=Path(_str(env, "outbox", "EMAIL_OUTBOX_DIR") or "outbox"),
         log_level=log_level,
         log_format=_log_format(env),
+        metrics_token=_str(env, None, "EMAIL_METRICS_TOKEN"),
         api_max_request_bytes=_int(
             env, Settings.api_max_request_bytes, "EMAIL_API_MAX_REQUEST_BYTES", minimum=1024
         ),

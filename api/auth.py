@@ -17,7 +17,12 @@ SECURITY_SCHEMES = {
         "type": "http",
         "scheme": "bearer",
         "description": "The workspace API key create_workspace returned (ek_...)",
-    }
+    },
+    "metricsToken": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "EMAIL_METRICS_TOKEN, for /metrics only",
+    },
 }
 
 

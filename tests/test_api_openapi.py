@@ -44,7 +44,9 @@ def test_the_document_describes_every_route_and_the_docs_page_is_served(api, wor
         "/api/email/unsubscribe",
         "/healthz",
         "/readyz",
+        "/metrics",
     }
+    assert document["paths"]["/metrics"]["get"]["security"] == [{"metricsToken": []}]
     assert "security" not in document["paths"]["/readyz"]["get"]
     send = document["paths"]["/api/circuits/agents/email/send"]["post"]
     assert send["security"] == [{"workspaceKey": []}]
@@ -81,7 +83,7 @@ def test_no_server_error_and_no_answer_that_breaks_the_document(runtime, workspa
     schema = schemathesis.openapi.from_wsgi("/openapi.json", create_app())
     headers = {"Authorization": f"Bearer {workspace['api_key']}"}
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) == 14
+    assert len(operations) == 15
 
     # Valid requests, and requests that break the document (which must be refused cleanly).
     for operation, mode in itertools.product(operations, GenerationMode):
