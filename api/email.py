@@ -12,6 +12,8 @@ from api.responses import send_response, tool_response
 from api.schemas import (
     SEND_RESPONSES,
     ErrorResponse,
+    ExecutionsQuery,
+    MetricsResponse,
     ProvidersResponse,
     SendHeaders,
     SimpleSendBody,
@@ -66,6 +68,25 @@ def validate(body: ValidateEmailArgs):
 def status(path: StatusPath):
     """Delivery status of one of this workspace's emails; another workspace's id is 404."""
     return tool_response(tools.get_email_status(path.email_id, workspace_id=g.workspace_id))
+
+
+@email.get("/executions", responses={200: MetricsResponse})
+def executions(query: ExecutionsQuery):
+    """This workspace's sends, newest first, filtered by status, recipient, client, circuit
+    execution, provider and creation time; paged, with `total_count`."""
+    result = tools.get_send_history(
+        g.workspace_id,
+        client_id=query.clientId,
+        recipient=query.recipient,
+        limit=query.limit,
+        offset=query.offset,
+        status=query.status,
+        circuit_execution_id=query.circuitExecutionId,
+        provider=query.provider,
+        created_since=query.createdSince,
+        created_before=query.createdBefore,
+    )
+    return tool_response(result)
 
 
 @email.get("/providers", responses={200: ProvidersResponse})

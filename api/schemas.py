@@ -18,8 +18,10 @@ from tools.schemas import (
     PageLimit,
     PageOffset,
     Preheader,
+    ProviderName,
     SendEmailFields,
     Subject,
+    TimeBound,
     UUIDStr,
 )
 
@@ -74,6 +76,20 @@ class MetricsQuery(_Query):
     circuitExecutionId: ExecutionId | None = None
     clientId: UUIDStr | None = None
     recipient: Address | None = None
+    limit: PageLimit = 50
+    offset: PageOffset = 0
+
+
+class ExecutionsQuery(_Query):
+    """Any filter given narrows the list; `createdSince` <= created < `createdBefore`."""
+
+    status: ExecutionStatus | None = None
+    recipient: Address | None = None
+    clientId: UUIDStr | None = None
+    circuitExecutionId: ExecutionId | None = None
+    provider: ProviderName | None = None
+    createdSince: TimeBound = None
+    createdBefore: TimeBound = None
     limit: PageLimit = 50
     offset: PageOffset = 0
 

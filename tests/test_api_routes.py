@@ -15,10 +15,11 @@ from sqlalchemy import func, select
 import tools
 from persistence import CircuitExecutionLog
 from tests.api_client import API
-from tests.builders import ASSET, CIRCUITS, api_settings, approve
+from tests.builders import ASSET, CIRCUITS, api_settings, approve, send
 from tests.fake_http import Drop
 from tests.fake_providers import sendgrid_reply
 from tests.observers import parse_message
+from tools import clock
 
 CLIENT = "550e8400-e29b-41d4-a716-446655440000"
 SEND = "/api/circuits/agents/email/send"
@@ -56,6 +57,7 @@ AUTHENTICATED = [
     ("POST", "/api/email/validate"),
     ("GET", "/api/email/status/8acf118d-da9a-45b0-9512-21f8143c6141"),
     ("GET", "/api/email/providers"),
+    ("GET", "/api/email/executions?status=sent"),
 ]
 
 
@@ -686,3 +688,43 @@ def test_the_openapi_document_describes_the_prefer_header(api):
         prefer = [p for p in parameters if p["in"] == "header" and p["name"].lower() == "prefer"]
         assert prefer and "respond-async" in prefer[0]["description"]
         assert "202" in document["paths"][path]["post"]["responses"]
+
+
+# Executions, filtered ---------------------------------------------------------------------
+
+
+def test_executions_are_filtered_by_status_recipient_provider_and_time(
+    api, workspace, other_workspace, smtp_sink
+):
+    key = workspace["api_key"]
+    sent = [send(workspace, f"r{i}@example.com") for i in range(2)]
+    queued = send(workspace, "later@example.com", respond_async=True)
+    send(other_workspace, "r0@example.com")  # never seen through the first key
+
+    def ids(**params: str) -> list[str]:
+        reply = api.get("/api/email/executions", key=key, params=params)
+        assert reply.status_code == 200, reply.json()
+        return [e["email_id"] for e in reply.json()["executions"]]
+
+    newest_first = [queued["email_id"], sent[1]["email_id"], sent[0]["email_id"]]
+    assert ids() == newest_first
+    assert ids(status="sent") == newest_first[1:]
+    assert ids(status="queued") == [queued["email_id"]]
+    assert ids(recipient="R0@Example.com") == [sent[0]["email_id"]]
+    assert ids(provider="smtp", limit="1", offset="1") == [sent[0]["email_id"]]
+    assert ids(circuitExecutionId=queued["circuit_execution_id"]) == [queued["email_id"]]
+    future = (clock.utcnow() + timedelta(hours=1)).isoformat()
+    assert ids(createdSince=future) == [] and ids(createdBefore=future) == newest_first
+    page = api.get("/api/email/executions", key=key, params={"status": "sent"}).json()
+    assert page["total_count"] == 2
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{"status": "lost"}, {"provider": "pigeon"}, {"createdSince": "2026-01-01T00:00:00"}],
+    ids=str,
+)
+def test_a_bad_executions_filter_is_a_clear_400(api, workspace, params):
+    reply = api.get("/api/email/executions", key=workspace["api_key"], params=params)
+    assert reply.status_code == 400
+    assert reply.json()["error"]["code"] == "invalid_input"

@@ -54,16 +54,12 @@ def get_engagement_metrics(args: EngagementMetricsArgs) -> dict[str, Any]:
 
 @tool_function(SendHistoryArgs)
 def get_send_history(args: SendHistoryArgs) -> dict[str, Any]:
-    """The workspace's sends, newest first, optionally for one client and/or recipient.
+    """The workspace's sends, newest first, narrowed by any of: client, recipient, status,
+    circuit execution, provider, and creation time (`created_since` <= t < `created_before`).
 
     Paged by `limit` (1-500) and `offset`; `total_count` counts every match.
     """
-    recipient_key = address_key(args.recipient, "recipient") if args.recipient else None
-    filters = [EmailExecution.workspace_id == args.workspace_id]
-    if args.client_id is not None:
-        filters.append(EmailExecution.client_id == args.client_id)
-    if recipient_key is not None:
-        filters.append(EmailExecution.recipient_key == recipient_key)
+    filters = _history_filters(args)
     with get_runtime().read_sessions() as session:
         total = session.scalar(select(func.count()).select_from(EmailExecution).where(*filters))
         rows = session.execute(
@@ -97,6 +93,24 @@ def get_send_history(args: SendHistoryArgs) -> dict[str, Any]:
         "limit": args.limit,
         "offset": args.offset,
     }
+
+
+def _history_filters(args: SendHistoryArgs) -> list[Any]:
+    ex = EmailExecution
+    wanted = [
+        (ex.client_id, args.client_id),
+        (ex.recipient_key, address_key(args.recipient, "recipient") if args.recipient else None),
+        (ex.status, args.status),
+        (ex.circuit_execution_id, args.circuit_execution_id),
+        (ex.provider, args.provider),
+    ]
+    filters = [ex.workspace_id == args.workspace_id]
+    filters += [column == value for column, value in wanted if value is not None]
+    if args.created_since is not None:
+        filters.append(ex.created_at >= args.created_since)
+    if args.created_before is not None:
+        filters.append(ex.created_at < args.created_before)
+    return filters
 
 
 @tool_function(WorkspaceArgs)

@@ -26,6 +26,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from persistence.states import ExecutionStatus
 from tools.errors import ErrorCode, ToolFailure
 
 MAX_CONTENT_CHARS = 100_000
@@ -267,14 +268,34 @@ class EngagementMetricsArgs(_Args):
     circuit_execution_id: ExecutionId
 
 
+def _timezone_required(value: datetime | None) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        raise PydanticCustomError("timezone_required", "the date-time needs a time zone")
+    return value
+
+
+# A bound of a time filter: ISO-8601 text with a time zone.
+TimeBound = Annotated[
+    Annotated[datetime, Strict(False)] | None,
+    BeforeValidator(_schedule_input),
+    AfterValidator(_timezone_required),
+]
+ProviderName = Literal["sendgrid", "resend", "smtp"]
+
+
 class SendHistoryArgs(_Args):
-    """A workspace's sends, newest first, paged."""
+    """A workspace's sends, newest first, paged; each filter given narrows them."""
 
     workspace_id: UUIDStr
     client_id: UUIDStr | None = None
     recipient: Address | None = None
     limit: PageLimit = 50
     offset: PageOffset = 0
+    status: ExecutionStatus | None = None
+    circuit_execution_id: ExecutionId | None = None
+    provider: ProviderName | None = None
+    created_since: TimeBound = None
+    created_before: TimeBound = None
 
 
 class CircuitResultFields(_Args):
