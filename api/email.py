@@ -14,6 +14,8 @@ from api.schemas import (
     ErrorResponse,
     ExecutionsQuery,
     MetricsResponse,
+    ProviderHealthQuery,
+    ProviderHealthResponse,
     ProvidersResponse,
     SendHeaders,
     SimpleSendBody,
@@ -87,6 +89,13 @@ def executions(query: ExecutionsQuery):
         created_before=query.createdBefore,
     )
     return tool_response(result)
+
+
+@email.get("/providers/health", responses={200: ProviderHealthResponse})
+def provider_health(query: ProviderHealthQuery):
+    """Each provider's circuit breaker and this workspace's attempts with it over the last
+    `windowMinutes` (60): attempts, sent, success rate, mean and slowest latency."""
+    return tool_response(tools.provider_health(g.workspace_id, query.windowMinutes))
 
 
 @email.get("/providers", responses={200: ProvidersResponse})

@@ -94,6 +94,10 @@ class ExecutionsQuery(_Query):
     offset: PageOffset = 0
 
 
+class ProviderHealthQuery(_Query):
+    windowMinutes: Annotated[int, Field(ge=1, le=7 * 24 * 60)] = 60
+
+
 class CollectQuery(_Query):
     workspaceId: WorkspaceId = None
     action: Literal["collect-metrics"]
@@ -244,6 +248,13 @@ class StatusResponse(_Open):
     email_id: str
     found: Literal[True]
     status: ExecutionStatus
+
+
+class ProviderHealthResponse(_Open):
+    success: Literal[True]
+    workspace_id: str
+    window_minutes: int
+    providers: list[dict[str, Any]]
 
 
 class ProvidersResponse(_Open):

@@ -58,6 +58,7 @@ AUTHENTICATED = [
     ("GET", "/api/email/status/8acf118d-da9a-45b0-9512-21f8143c6141"),
     ("GET", "/api/email/providers"),
     ("GET", "/api/email/executions?status=sent"),
+    ("GET", "/api/email/providers/health"),
 ]
 
 

@@ -20,6 +20,7 @@ import pytest
 from sqlalchemy import select, update
 
 import tools
+from api import create_app
 from persistence import EmailExecution, ProviderBreaker, SelfCorrectionAction
 from tests.builders import api_settings, approve, make_settings, send
 from tests.fake_providers import resend_reply, sendgrid_reply
@@ -457,3 +458,32 @@ def test_a_stopped_worker_finishes_the_send_in_hand_and_leaves_the_rest_due(
     assert len(smtp_sink.messages) == 1
     smtp_sink.recorder.on_data = None
     assert tools.send_due_emails()["sent"] == 1
+
+
+def test_provider_health_shows_the_open_breaker_and_only_this_workspaces_attempts(
+    configure, sendgrid_fake
+):
+    workspace = configure(breaker_failure_threshold=1)
+    other = tools.create_workspace("Globex", "hello@globex.example", "2 Side Road, Shelbyville")
+    sendgrid_fake.script.append(SG_503)
+    assert send(workspace, "a@example.com")["execution_result"]["provider"] == "resend"
+    assert send(other, "b@example.com")["status"] == "sent"  # sendgrid skipped: cooling down
+
+    client = create_app().test_client()
+    reply = client.get(
+        "/api/email/providers/health", headers={"Authorization": f"Bearer {workspace['api_key']}"}
+    )
+
+    assert reply.status_code == 200
+    health = {p["provider"]: p for p in reply.get_json()["providers"]}
+    assert list(health) == ["sendgrid", "resend", "smtp"]  # the chain's order
+    assert health["sendgrid"]["breaker"]["state"] == "open"
+    assert health["sendgrid"]["breaker"]["open_until"] is not None
+    failing = health["sendgrid"]["recent"]
+    assert (failing["attempts"], failing["sent"], failing["success_rate"]) == (1, 0, 0.0)
+    assert failing["max_latency_ms"] >= failing["avg_latency_ms"] >= 0
+    # The other workspace's send through Resend is not counted here.
+    assert (health["resend"]["recent"]["attempts"], health["resend"]["recent"]["sent"]) == (1, 1)
+    assert health["resend"]["recent"]["success_rate"] == 1.0
+    assert health["smtp"]["breaker"]["state"] == "closed"
+    assert health["smtp"]["recent"]["attempts"] == 0

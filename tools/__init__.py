@@ -14,7 +14,12 @@ from tools.circuits import record_circuit_result, validate_circuits
 from tools.engagement import collect_metrics, fold_waiting_events, receive_webhook
 from tools.errors import ToolFailure, echo
 from tools.health import readiness
-from tools.metrics import get_engagement_metrics, get_send_history, provider_performance
+from tools.metrics import (
+    get_engagement_metrics,
+    get_send_history,
+    provider_health,
+    provider_performance,
+)
 from tools.runtime import configure, get_runtime, shutdown
 from tools.schemas import ValidateEmailArgs
 from tools.self_correction import self_correct
@@ -59,6 +64,7 @@ _JSON_TOOLS: tuple[ToolFunction[Any, Any], ...] = (
     get_engagement_metrics,
     get_send_history,
     provider_performance,
+    provider_health,
     collect_metrics,
 )
 TOOL_SCHEMAS: dict[str, dict[str, Any]] = {tool.__name__: tool.schema for tool in _JSON_TOOLS}
@@ -79,6 +85,7 @@ __all__ = [
     "get_runtime",
     "get_send_history",
     "is_suppressed",
+    "provider_health",
     "provider_performance",
     "readiness",
     "receive_webhook",

@@ -3,16 +3,24 @@ and how each provider performs. Every query is filtered by workspace."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import case, func, select
 
 from persistence import AttemptOutcome, DeliveryAttempt, EmailExecution, EmailMetrics
+from persistence.models import ProviderBreaker
+from tools import clock
 from tools.addresses import address_key
 from tools.boundary import tool_function
 from tools.clock import iso
 from tools.runtime import get_runtime
-from tools.schemas import EngagementMetricsArgs, SendHistoryArgs, WorkspaceArgs
+from tools.schemas import (
+    EngagementMetricsArgs,
+    ProviderHealthArgs,
+    SendHistoryArgs,
+    WorkspaceArgs,
+)
 from tools.status import ENGAGEMENT, engagement_dict
 
 
@@ -145,4 +153,63 @@ def provider_performance(args: WorkspaceArgs) -> dict[str, Any]:
             }
             for provider, total, successful, attempts, latency in rows
         ],
+    }
+
+
+@tool_function(ProviderHealthArgs)
+def provider_health(args: ProviderHealthArgs) -> dict[str, Any]:
+    """Each provider, in the chain's order (and any other one with a breaker or attempts): its
+    circuit breaker (shared by every workspace: `closed` or `open`, until when, failures in
+    the window), and this workspace's attempts with it over the last `window_minutes`:
+    attempts, sent, success rate, mean and slowest latency."""
+    runtime = get_runtime()
+    since = clock.utcnow() - timedelta(minutes=args.window_minutes)
+    at = DeliveryAttempt
+    sent = case((at.outcome == AttemptOutcome.SENT, 1), else_=0)
+    per_provider = (
+        select(
+            at.provider,
+            func.count(),
+            func.sum(sent),
+            func.avg(at.latency_ms),
+            func.max(at.latency_ms),
+        )
+        .where(at.workspace_id == args.workspace_id, at.created_at >= since)
+        .group_by(at.provider)
+    )
+    with runtime.read_sessions() as session:
+        breakers = {row.provider: row for row in session.scalars(select(ProviderBreaker))}
+        recent = {row[0]: tuple(row[1:]) for row in session.execute(per_provider)}
+    names = list(dict.fromkeys([*runtime.delivery.names, *breakers, *recent]))
+    return {
+        "success": True,
+        "workspace_id": args.workspace_id,
+        "window_minutes": args.window_minutes,
+        "providers": [
+            _health_of(name, name in runtime.delivery.names, breakers.get(name), recent.get(name))
+            for name in names
+        ],
+    }
+
+
+def _health_of(
+    name: str, configured: bool, breaker: ProviderBreaker | None, recent: tuple | None
+) -> dict[str, Any]:
+    attempts, delivered, latency, slowest = recent or (0, 0, None, None)
+    delivered = int(delivered or 0)
+    return {
+        "provider": name,
+        "configured": configured,
+        "breaker": {
+            "state": breaker.state if breaker else "closed",
+            "open_until": iso(breaker.open_until) if breaker else None,
+            "failures": breaker.failures if breaker else 0,
+        },
+        "recent": {
+            "attempts": attempts,
+            "sent": delivered,
+            "success_rate": round(delivered / attempts, 4) if attempts else None,
+            "avg_latency_ms": None if latency is None else round(float(latency), 1),
+            "max_latency_ms": None if slowest is None else round(float(slowest), 1),
+        },
     }

@@ -283,6 +283,13 @@ TimeBound = Annotated[
 ProviderName = Literal["sendgrid", "resend", "smtp"]
 
 
+class ProviderHealthArgs(_Args):
+    """Each provider's breaker and this workspace's recent attempts with it."""
+
+    workspace_id: UUIDStr
+    window_minutes: Annotated[int, Field(ge=1, le=7 * 24 * 60)] = 60
+
+
 class SendHistoryArgs(_Args):
     """A workspace's sends, newest first, paged; each filter given narrows them."""
 
