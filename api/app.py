@@ -15,6 +15,7 @@ from api.auth import SECURITY_SCHEMES
 from api.circuits import circuits
 from api.email import email
 from api.health import health
+from api.operations import operations
 from api.prometheus_metrics import prometheus
 from api.responses import error_response, storage_unavailable, validation_error
 from api.schemas import ErrorResponse
@@ -60,7 +61,7 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
     app.config["MAX_CONTENT_LENGTH"] = runtime.settings.api_max_request_bytes
     app.json = _JSONProvider(app)
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    for blueprint in (circuits, email, webhooks, unsubscribe, health, prometheus):
+    for blueprint in (circuits, email, operations, webhooks, unsubscribe, health, prometheus):
         app.register_api(blueprint)
     app.add_url_rule("/openapi.json", "openapi_json", lambda: jsonify(app.api_doc))
     app.register_error_handler(HTTPException, _http_error)

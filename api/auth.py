@@ -11,6 +11,7 @@ from flask_openapi3 import APIBlueprint, Tag
 
 import tools
 from api.responses import error_response
+from tools.workspaces import hash_api_key
 
 SECURITY_SCHEMES = {
     "workspaceKey": {
@@ -54,6 +55,8 @@ def authenticate() -> Response | None:
         response.headers["WWW-Authenticate"] = "Bearer"
         return response
     g.workspace_id = workspace_id
+    # Which key did what, for the operator actions' record: never the key itself.
+    g.key_fingerprint = hash_api_key(key.strip())[:12]
     # Checked before the body is even parsed: naming another workspace is refused outright,
     # also as a second `workspaceId` that request parsing would not look at.
     for value in request.args.getlist("workspaceId"):

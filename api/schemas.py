@@ -15,6 +15,7 @@ from tools.schemas import (
     AttachmentPaths,
     CopyRecipients,
     ExecutionId,
+    Note,
     PageLimit,
     PageOffset,
     Preheader,
@@ -96,6 +97,34 @@ class ExecutionsQuery(_Query):
 
 class ProviderHealthQuery(_Query):
     windowMinutes: Annotated[int, Field(ge=1, le=7 * 24 * 60)] = 60
+
+
+class SuppressionsQuery(_Query):
+    search: Annotated[str, Field(min_length=1, max_length=320)] | None = None
+    limit: PageLimit = 50
+    offset: PageOffset = 0
+
+
+class EscalationsQuery(_Query):
+    includeAcknowledged: bool = False
+    limit: PageLimit = 50
+    offset: PageOffset = 0
+
+
+class AddSuppressionBody(_Body):
+    email: Address
+    reason: Literal["bounced", "complained", "unsubscribed"]
+    bounce_type: Literal["hard", "soft"] | None = None
+    note: Note
+
+
+class RemoveSuppressionBody(_Body):
+    email: Address
+    note: Note
+
+
+class NoteBody(_Body):
+    note: Note
 
 
 class CollectQuery(_Query):
@@ -255,6 +284,29 @@ class ProviderHealthResponse(_Open):
     workspace_id: str
     window_minutes: int
     providers: list[dict[str, Any]]
+
+
+class SuppressionsResponse(_Open):
+    success: Literal[True]
+    suppressions: list[dict[str, Any]]
+    total_count: int
+
+
+class SuppressionChangeResponse(_Open):
+    success: Literal[True]
+    email: str
+
+
+class EscalationsResponse(_Open):
+    success: Literal[True]
+    escalations: list[dict[str, Any]]
+    total_count: int
+
+
+class AcknowledgedResponse(_Open):
+    success: Literal[True]
+    email_id: str
+    acknowledged: dict[str, Any]
 
 
 class ProvidersResponse(_Open):

@@ -228,6 +228,23 @@ class Suppression(Base):
     created_at: Mapped[datetime]
 
 
+class OperatorAction(Base):
+    """What an operator did by hand, when, with which workspace key (its fingerprint: the
+    first 12 hex digits of the key's SHA-256, never the key) and why."""
+
+    __tablename__ = "operator_actions"
+    __table_args__ = (Index("ix_operator_actions_subject", "workspace_id", "action", "subject"),)
+
+    id: Mapped[str] = _uuid_column(primary_key=True)
+    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id"))
+    # acknowledge_escalation | add_suppression | remove_suppression
+    action: Mapped[str] = mapped_column(String(40))
+    subject: Mapped[str] = mapped_column(String(400))  # an email id, or an address
+    note: Mapped[str] = mapped_column(Text)
+    key_fingerprint: Mapped[str | None] = mapped_column(String(12))
+    created_at: Mapped[datetime]
+
+
 class ProviderEvent(Base):
     """A verified provider webhook event, stored raw; `dedup_key` makes redelivery harmless.
 

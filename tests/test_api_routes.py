@@ -59,6 +59,11 @@ AUTHENTICATED = [
     ("GET", "/api/email/providers"),
     ("GET", "/api/email/executions?status=sent"),
     ("GET", "/api/email/providers/health"),
+    ("GET", "/api/email/suppressions"),
+    ("POST", "/api/email/suppressions"),
+    ("POST", "/api/email/suppressions/remove"),
+    ("GET", "/api/email/escalations"),
+    ("POST", "/api/email/escalations/8acf118d-da9a-45b0-9512-21f8143c6141/acknowledge"),
 ]
 
 

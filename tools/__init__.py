@@ -20,6 +20,12 @@ from tools.metrics import (
     provider_health,
     provider_performance,
 )
+from tools.operator_actions import (
+    acknowledge_escalation,
+    list_escalations,
+    list_suppressions,
+    remove_suppression,
+)
 from tools.runtime import configure, get_runtime, shutdown
 from tools.schemas import ValidateEmailArgs
 from tools.self_correction import self_correct
@@ -66,6 +72,10 @@ _JSON_TOOLS: tuple[ToolFunction[Any, Any], ...] = (
     provider_performance,
     provider_health,
     collect_metrics,
+    list_suppressions,
+    remove_suppression,
+    list_escalations,
+    acknowledge_escalation,
 )
 TOOL_SCHEMAS: dict[str, dict[str, Any]] = {tool.__name__: tool.schema for tool in _JSON_TOOLS}
 
@@ -74,6 +84,7 @@ __all__ = [
     "AttemptOutcome",
     "CorrectionAction",
     "ExecutionStatus",
+    "acknowledge_escalation",
     "collect_metrics",
     "configure",
     "create_workspace",
@@ -85,11 +96,14 @@ __all__ = [
     "get_runtime",
     "get_send_history",
     "is_suppressed",
+    "list_escalations",
+    "list_suppressions",
     "provider_health",
     "provider_performance",
     "readiness",
     "receive_webhook",
     "record_circuit_result",
+    "remove_suppression",
     "rotate_api_key",
     "self_correct",
     "send_due_emails",

@@ -29,6 +29,7 @@ class ErrorCode(StrEnum):
     # the row stays `sending` until the stalled-send sweep escalates it. Do not retry blindly.
     DELIVERY_UNRECORDED = "delivery_unrecorded"
     NOT_FOUND = "not_found"
+    ALREADY_ACKNOWLEDGED = "already_acknowledged"  # an operator action done once already
     INVALID_SIGNATURE = "invalid_signature"  # a webhook request not signed by its provider
     WEBHOOK_NOT_CONFIGURED = "webhook_not_configured"
 

@@ -345,13 +345,59 @@ class SelfCorrectArgs(GetEmailStatusArgs):
     every self-correction action taken for it."""
 
 
+# Why an operator did something by hand: recorded with the action.
+Note = Annotated[str, Field(min_length=1, max_length=2000)]
+# Which workspace key did it: the first 12 hex digits of its SHA-256 (the API fills it in).
+KeyFingerprint = Annotated[str, Field(pattern=r"^[0-9a-f]{12}$")]
+
+
 class SuppressArgs(_Args):
-    """Add an address to a workspace's suppression list."""
+    """Add an address to a workspace's suppression list; with a `note`, recorded as an
+    operator's action."""
 
     workspace_id: UUIDStr
     email: Address
     reason: Literal["bounced", "complained", "unsubscribed"]
     bounce_type: Literal["hard", "soft"] | None = None
+    note: Note | None = None
+    key_fingerprint: KeyFingerprint | None = None
+
+
+class ListSuppressionsArgs(_Args):
+    """A workspace's suppression entries, newest first, optionally those whose address
+    contains `search`."""
+
+    workspace_id: UUIDStr
+    search: Annotated[str, Field(min_length=1, max_length=320)] | None = None
+    limit: PageLimit = 50
+    offset: PageOffset = 0
+
+
+class RemoveSuppressionArgs(_Args):
+    """Lift every entry for an address (recorded, with why)."""
+
+    workspace_id: UUIDStr
+    email: Address
+    note: Note
+    key_fingerprint: KeyFingerprint | None = None
+
+
+class ListEscalationsArgs(_Args):
+    """The sends that need a person, newest first."""
+
+    workspace_id: UUIDStr
+    include_acknowledged: bool = False
+    limit: PageLimit = 50
+    offset: PageOffset = 0
+
+
+class AcknowledgeEscalationArgs(_Args):
+    """Record that a person looked at an escalated send, and what they found."""
+
+    workspace_id: UUIDStr
+    email_id: UUIDStr
+    note: Note
+    key_fingerprint: KeyFingerprint | None = None
 
 
 class IsSuppressedArgs(_Args):

@@ -20,6 +20,7 @@ from tools import clock
 from tools.addresses import address_key
 from tools.boundary import tool_function
 from tools.errors import ErrorCode, ToolFailure
+from tools.operator_actions import ADD_SUPPRESSION, record_action
 from tools.runtime import get_runtime
 from tools.schemas import IsSuppressedArgs, SuppressArgs, UnsubscribeArgs
 
@@ -101,7 +102,8 @@ def add_suppression(
 
 @tool_function(SuppressArgs)
 def suppress(args: SuppressArgs) -> dict[str, Any]:
-    """Block sends from this workspace to `email` (bounced, complained or unsubscribed)."""
+    """Block sends from this workspace to `email` (bounced, complained or unsubscribed);
+    with a `note`, recorded as an operator's action (which key: `key_fingerprint`)."""
     if args.bounce_type is not None and args.reason != "bounced":
         raise ToolFailure(
             ErrorCode.INVALID_INPUT, "bounce_type is only for reason 'bounced'", field="bounce_type"
@@ -112,6 +114,10 @@ def suppress(args: SuppressArgs) -> dict[str, Any]:
         if session.get(Workspace, args.workspace_id) is None:
             raise ToolFailure(ErrorCode.UNKNOWN_WORKSPACE, "no such workspace")
         entry = add_suppression(session, args.workspace_id, key, args.reason, bounce_type)
+        if args.note is not None:
+            record_action(
+                session, args.workspace_id, ADD_SUPPRESSION, key, args.note, args.key_fingerprint
+            )
     return {
         "success": True,
         "workspace_id": entry.workspace_id,

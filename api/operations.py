@@ -1,0 +1,86 @@
+"""What an operator does by hand, as JSON routes (the console's twins): suppressions listed,
+added and removed, escalations listed and acknowledged. Each change is recorded with the key's
+fingerprint and the note given (`tools/operator_actions.py`)."""
+
+from __future__ import annotations
+
+from flask import g
+from flask_openapi3 import Tag
+
+import tools
+from api.auth import protected_blueprint
+from api.responses import tool_response
+from api.schemas import (
+    AcknowledgedResponse,
+    AddSuppressionBody,
+    ErrorResponse,
+    EscalationsQuery,
+    EscalationsResponse,
+    NoteBody,
+    RemoveSuppressionBody,
+    StatusPath,
+    SuppressionChangeResponse,
+    SuppressionsQuery,
+    SuppressionsResponse,
+)
+
+operations = protected_blueprint(
+    "operations",
+    "/api/email",
+    Tag(name="operations", description="Suppressions and escalations, for operators"),
+    {400: ErrorResponse, 401: ErrorResponse, 404: ErrorResponse},
+)
+
+
+@operations.get("/suppressions", responses={200: SuppressionsResponse})
+def suppressions(query: SuppressionsQuery):
+    """This workspace's suppression entries, newest first; `search` matches part of the
+    address. Paged, with `total_count`."""
+    result = tools.list_suppressions(g.workspace_id, query.search, query.limit, query.offset)
+    return tool_response(result)
+
+
+@operations.post("/suppressions", responses={201: SuppressionChangeResponse})
+def add_suppression(body: AddSuppressionBody):
+    """Suppress an address, with why (recorded): 201."""
+    result = tools.suppress(
+        g.workspace_id,
+        body.email,
+        body.reason,
+        body.bounce_type,
+        note=body.note,
+        key_fingerprint=g.key_fingerprint,
+    )
+    return tool_response(result, ok=201)
+
+
+@operations.post("/suppressions/remove", responses={200: SuppressionChangeResponse})
+def remove_suppression(body: RemoveSuppressionBody):
+    """Lift every entry for an address, with why (recorded); 404 if it is not suppressed."""
+    result = tools.remove_suppression(
+        g.workspace_id, body.email, body.note, key_fingerprint=g.key_fingerprint
+    )
+    return tool_response(result)
+
+
+@operations.get("/escalations", responses={200: EscalationsResponse})
+def escalations(query: EscalationsQuery):
+    """The sends that need a person (escalated, `delivery_unconfirmed` included), newest
+    first; acknowledged ones too with `includeAcknowledged=true`."""
+    result = tools.list_escalations(
+        g.workspace_id, query.includeAcknowledged, query.limit, query.offset
+    )
+    return tool_response(result)
+
+
+@operations.post(
+    "/escalations/<email_id>/acknowledge",
+    responses={200: AcknowledgedResponse, 409: ErrorResponse},
+)
+def acknowledge(path: StatusPath, body: NoteBody):
+    """Record that a person looked at this escalated send and what they found: 404 for
+    another workspace's or an unknown id, 409 when acknowledged already."""
+    result = tools.acknowledge_escalation(
+        g.workspace_id, path.email_id, body.note, key_fingerprint=g.key_fingerprint
+    )
+    return tool_response(result)
