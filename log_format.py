@@ -20,7 +20,9 @@ _STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | 
     "asctime",
     "taskName",
 }
-_SECRET_WORDS = ("key", "token", "password", "secret", "authorization", "body", "cookie")
+_SECRET_WORDS = (
+    "key", "token", "password", "secret", "authorization", "body", "cookie", "url", "dsn",
+)  # fmt: skip
 PLAIN = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
@@ -40,6 +42,10 @@ class PlainFormatter(logging.Formatter):
         super().__init__(PLAIN)
 
     def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        if not message.isprintable():  # a message built from outside data: one line still
+            record = logging.makeLogRecord({**record.__dict__, "args": None})
+            record.msg = json.dumps(message)[1:-1]
         line = super().format(record)
         fields = " ".join(f"{name}={_text(value)}" for name, value in fields_of(record).items())
         if not fields:

@@ -113,3 +113,9 @@ def test_main_writes_json_lines_when_asked(tmp_path):
     assert done.returncode == 0, done.stderr
     lines = [json.loads(line) for line in done.stderr.splitlines() if line.strip()]
     assert lines and all({"time", "level", "logger", "message"} <= set(line) for line in lines)
+
+
+def test_a_message_cannot_break_its_line_either():
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, "got %s", ("a\nFAKE line",), None)
+    line = PlainFormatter().format(record)
+    assert "\n" not in line and line.endswith("x: got a\\nFAKE line")

@@ -141,7 +141,9 @@ def list_escalations(args: ListEscalationsArgs) -> dict[str, Any]:
 def acknowledge_escalation(args: AcknowledgeEscalationArgs) -> dict[str, Any]:
     """Record that a person looked at this escalated send and what they found (once)."""
     with get_runtime().sessions.begin() as session:
-        execution = session.get(EmailExecution, args.email_id)
+        # The row's lock makes "once" hold for two requests at the same moment (PostgreSQL;
+        # SQLite's write lock does the same).
+        execution = session.get(EmailExecution, args.email_id, with_for_update=True)
         if execution is None or execution.workspace_id != args.workspace_id:
             raise ToolFailure(ErrorCode.NOT_FOUND, "no such email in this workspace")
         if execution.status is not ExecutionStatus.ESCALATED:

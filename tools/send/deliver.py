@@ -21,7 +21,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from persistence import unavailable
+from persistence import begin_unsynced, unavailable
 from tools import clock
 from tools.boundary import DATABASE_ERRORS
 from tools.breakers import cooling_down
@@ -31,7 +31,7 @@ from tools.runtime import Runtime
 from tools.send import results
 from tools.send.compose import compose
 from tools.send.record import Recorded, record, record_batch
-from tools.send.reserve import Reserved
+from tools.send.reserve import Reserved, release
 
 log = logging.getLogger(__name__)
 
@@ -64,23 +64,31 @@ def deliver_batch(
     while `go_on()` holds, and record them in one transaction; what became of each, by id
     (`sent`, `delivery_failed`, `deferred`, `unrecorded`).
 
-    Each succeeds or fails alone: a send that raises is recorded as escalated
-    (`internal_error`) and the next one goes. Those never started (`go_on` said stop) are
-    given back in the same transaction, for the next worker. When that transaction cannot be
-    written, every row stays `sending` for the stalled-send sweep, as one send's would."""
+    Each succeeds or fails alone (the first is always started): a send that raises is
+    recorded as escalated (`internal_error`) and the next one goes. Those never started
+    (`go_on` said stop) are given back first, in a transaction of their own, for the next
+    worker. When the record
+    cannot be written, the handed-over rows stay `sending` for the stalled-send sweep, as one
+    send's would."""
     handed: list[tuple[Reserved, DeliveryOutcome, ErrorCode | None]] = []
     for reserved in batch:
-        if not go_on():
+        if handed and not go_on():  # the first always goes, as a send of its own would
             break
         handed.append(_hand_over_alone(runtime, reserved))
     left = [reserved.execution for reserved in batch[len(handed) :]]
+    if left:  # given back first, on their own: they stay unsent whatever the record does
+        with begin_unsynced(runtime.engine) as conn:
+            release(conn, left, clock.utcnow())
     try:
-        recorded = record_batch(runtime, handed, release=left)
+        recorded = record_batch(runtime, handed)
     except DATABASE_ERRORS as error:
         if not unavailable(error):
             raise
-        log.error("batch outcomes not recorded", extra={"emails": len(batch)})
-        return {reserved.execution.id: "unrecorded" for reserved in batch}
+        log.error("batch outcomes not recorded", extra={"emails": len(handed)})
+        return {
+            **{execution.id: "deferred" for execution in left},
+            **{reserved.execution.id: "unrecorded" for reserved, _, _ in handed},
+        }
     became = {execution.id: "deferred" for execution in left}
     for (reserved, _, _), outcome in zip(handed, recorded, strict=True):
         _log(reserved, outcome)

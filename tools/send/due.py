@@ -40,6 +40,7 @@ from tools.send.reserve import Execution, Refused, Repeat, Reserved, Taken, rese
 log = logging.getLogger(__name__)
 
 _WAIT = (ErrorCode.RATE_LIMIT_EXCEEDED, ErrorCode.RECIPIENT_THROTTLED)
+_RECORD_MARGIN_SECONDS = 60
 OUTCOMES = ("sent", "delivery_failed", "blocked", "deferred", "skipped", "unrecorded")
 
 
@@ -74,6 +75,7 @@ def send_stored_emails(email_ids: list[str], stop: threading.Event | None = None
             checked.append((check_send(runtime.settings, due.id, _stored_request(stored)), due))
         except ToolFailure as failure:  # a file gone from the attachments folder, say
             became[due.id] = _block(runtime, due, failure)
+    go_on = _go_on(runtime, stop)  # timed from before the claim: its rows' `updated_at`
     batch = []
     for (_, due), reservation in zip(checked, reserve_batch(runtime, checked), strict=True):
         match reservation:
@@ -88,7 +90,7 @@ def send_stored_emails(email_ids: list[str], stop: threading.Event | None = None
             case Repeat():
                 raise AssertionError("a stored send's only earlier send is itself")
     if batch:
-        became.update(deliver_batch(runtime, batch, _go_on(runtime, stop)))
+        became.update(deliver_batch(runtime, batch, go_on))
     return became
 
 
@@ -124,9 +126,10 @@ def _waiting(runtime: Runtime, email_ids: list[str]) -> list[EmailExecution]:
 def _go_on(runtime: Runtime, stop: threading.Event | None) -> Callable[[], bool]:
     """Whether a batch may start its next send: not once the worker is asked to stop, and not
     so late that the send could outlast `stalled_send_seconds` since the claim (the sweep, and
-    the broker, would take it for dead)."""
+    the broker, would take it for dead), keeping time to record the batch."""
     settings = runtime.settings
     budget = settings.stalled_send_seconds - settings.longest_delivery_seconds
+    budget -= _RECORD_MARGIN_SECONDS
     deadline = runtime.monotonic() + budget
     return lambda: not (stop is not None and stop.is_set()) and runtime.monotonic() < deadline
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -28,7 +27,7 @@ from tools.errors import ErrorCode
 from tools.providers.chain import DeliveryOutcome
 from tools.runtime import Runtime
 from tools.self_correction import Decision, decide_after_failure
-from tools.send import queries, reserve
+from tools.send import queries
 from tools.send.reserve import Execution, Reserved
 
 
@@ -52,13 +51,10 @@ def record(
 
 
 def record_batch(
-    runtime: Runtime,
-    outcomes: list[tuple[Reserved, DeliveryOutcome, ErrorCode | None]],
-    release: Sequence[Execution] = (),
+    runtime: Runtime, outcomes: list[tuple[Reserved, DeliveryOutcome, ErrorCode | None]]
 ) -> list[Recorded]:
-    """`record` for several sends in one transaction (a batch of stored sends), which also
-    gives back the claimed sends of the batch never started (`reserve.release`): all of it
-    is written, or, when a database error propagates, none."""
+    """`record` for several sends in one transaction (a batch of stored sends): all of them
+    are written, or, when a database error propagates, none."""
     now = clock.utcnow()
     with begin_unsynced(runtime.engine) as conn:
         decided = [
@@ -73,7 +69,6 @@ def record_batch(
         for reserved, outcome, _ in outcomes:
             _record_health(conn, runtime, reserved, outcome, now)
         _insert_metrics(conn, [(r.execution, o) for r, o, _ in outcomes if o.sent], now)
-        reserve.release(conn, release, now)
     return [
         Recorded(dataclasses.replace(reserved.execution, **values), decision)
         for (reserved, _, _), (values, decision) in zip(outcomes, decided, strict=True)
