@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import bindparam, exists, func, insert, literal, select, update
+from sqlalchemy import Select, bindparam, exists, func, insert, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from persistence import (
@@ -66,24 +66,25 @@ _RECENT = (
     )
     .scalar_subquery()
 )
-SEND_CHECKS = select(
-    EXISTING_SEND.scalar_subquery().label("existing_id"),
-    exists().where(*BLOCKING_SUPPRESSION).label("suppressed"),
-    _USED.label("used"),
-    _RECENT.label("recent"),
-    exists().where(_breakers.state == "open").label("breaker_open"),
-)
-ANY_BREAKER_OPEN = select(exists().where(_breakers.state == "open"))
+_BREAKER_OPEN = exists().where(_breakers.state == "open")
+
+
+def _checks(used: Any, recent: Any) -> Select[Any]:
+    return select(
+        EXISTING_SEND.scalar_subquery().label("existing_id"),
+        exists().where(*BLOCKING_SUPPRESSION).label("suppressed"),
+        used.label("used"),
+        recent.label("recent"),
+        _BREAKER_OPEN.label("breaker_open"),
+    )
+
+
+SEND_CHECKS = _checks(_USED, _RECENT)
 # The same for a send that takes no slot in the limits now (a queued one being claimed took
 # its slot when it was accepted; a scheduled one accepted takes it when due): the hour's count,
 # a scan of the workspace's last hour and the costliest part, is left out.
-SEND_CHECKS_WITHOUT_LIMITS = select(
-    EXISTING_SEND.scalar_subquery().label("existing_id"),
-    exists().where(*BLOCKING_SUPPRESSION).label("suppressed"),
-    literal(0).label("used"),
-    literal(0).label("recent"),
-    exists().where(_breakers.state == "open").label("breaker_open"),
-)
+SEND_CHECKS_WITHOUT_LIMITS = _checks(literal(0), literal(0))
+ANY_BREAKER_OPEN = select(_BREAKER_OPEN)
 
 INSERT_EXECUTION = insert(EmailExecution.__table__)
 # Parameters named like columns become the SET clause; `b_id` picks the row.
