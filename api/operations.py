@@ -1,6 +1,6 @@
 """What an operator does by hand, as JSON routes (the console's twins): suppressions listed,
-added and removed, escalations listed and acknowledged. Each change is recorded with the key's
-fingerprint and the note given (`tools/operator_actions.py`)."""
+added and removed, escalations listed, acknowledged and sent again. Each change is recorded
+with the key's fingerprint and the note given (`tools/operator_actions.py`)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from api.schemas import (
     EscalationsResponse,
     NoteBody,
     RemoveSuppressionBody,
+    SentAgainResponse,
     StatusPath,
     SuppressionChangeResponse,
     SuppressionsQuery,
@@ -81,6 +82,22 @@ def acknowledge(path: StatusPath, body: NoteBody):
     """Record that a person looked at this escalated send and what they found: 404 for
     another workspace's or an unknown id, 409 when acknowledged already."""
     result = tools.acknowledge_escalation(
+        g.workspace_id, path.email_id, body.note, key_fingerprint=g.key_fingerprint
+    )
+    return tool_response(result)
+
+
+@operations.post(
+    "/escalations/<email_id>/send-again",
+    responses={200: SentAgainResponse, 409: ErrorResponse},
+)
+def send_again(path: StatusPath, body: NoteBody):
+    """Send an escalated email again, with why (recorded), when its record proves nothing was
+    handed over (every provider refused it): the same email, through every check again; the
+    answer says what it became. 404 for another workspace's or an unknown id; 409
+    `not_resendable` when it is not escalated (sent again already, say) or may have been
+    delivered (`delivery_unconfirmed`)."""
+    result = tools.send_again(
         g.workspace_id, path.email_id, body.note, key_fingerprint=g.key_fingerprint
     )
     return tool_response(result)

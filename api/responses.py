@@ -29,6 +29,7 @@ STATUS_BY_CODE: dict[str, int] = {
     ErrorCode.NOT_FOUND: 404,
     ErrorCode.DUPLICATE_SEND: 409,
     ErrorCode.ALREADY_ACKNOWLEDGED: 409,
+    ErrorCode.NOT_RESENDABLE: 409,
     ErrorCode.ALL_PROVIDERS_FAILED: 500,
     ErrorCode.DELIVERY_UNCONFIRMED: 500,
     ErrorCode.INTERNAL_ERROR: 500,

@@ -309,6 +309,14 @@ class AcknowledgedResponse(_Open):
     acknowledged: dict[str, Any]
 
 
+class SentAgainResponse(_Open):
+    success: Literal[True]
+    email_id: str
+    status: str  # after it: sent, blocked, scheduled (queued or deferred), escalated again...
+    outcome: str  # what the send became (sent, blocked, deferred, delivery_failed...) or queued
+    action: dict[str, Any]
+
+
 class ProvidersResponse(_Open):
     providers: list[dict[str, Any]]
     smtp_presets: dict[str, dict[str, Any]]

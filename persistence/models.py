@@ -187,6 +187,27 @@ class DeliveryAttempt(Base):
     created_at: Mapped[datetime]
 
 
+class SentMessage(Base):
+    """The message of one delivery round as it was handed to the providers: its headers (as
+    the SMTP provider writes them, less Date and the MIME boundary, which each attempt makes
+    anew; never Bcc), both bodies as rendered (footer and unsubscribe link included), the
+    files attached, and the content hash of the asset it was composed from."""
+
+    __tablename__ = "sent_messages"
+
+    id: Mapped[str] = _uuid_column(primary_key=True)
+    execution_id: Mapped[str] = mapped_column(ForeignKey("email_agent_executions.id"), index=True)
+    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id"))
+    # The execution's reschedule_count when it was composed: 0, then 1 after CX08 rescheduled.
+    delivery_round: Mapped[int] = mapped_column(Integer)
+    headers: Mapped[list[Any]]  # [name, value] pairs, in the order they go out
+    text_body: Mapped[str] = mapped_column(Text)
+    html_body: Mapped[str] = mapped_column(Text)
+    attachments: Mapped[list[Any]]  # {filename, content_type, size}
+    content_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+
+
 class EmailMetrics(Base):
     __tablename__ = "email_agent_metrics"
 
@@ -237,7 +258,7 @@ class OperatorAction(Base):
 
     id: Mapped[str] = _uuid_column(primary_key=True)
     workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id"))
-    # acknowledge_escalation | add_suppression | remove_suppression
+    # acknowledge_escalation | send_again | add_suppression | remove_suppression
     action: Mapped[str] = mapped_column(String(40))
     subject: Mapped[str] = mapped_column(String(400))  # an email id, or an address
     note: Mapped[str] = mapped_column(Text)

@@ -8,6 +8,7 @@ outcome and a CX08 action. The database holds each to these values with a CHECK 
             --> scheduled  (CX08 reschedules a first total failure)
             --> escalated  (a second total failure, an unanswered hand-over, a stalled send)
     scheduled --due, a suppression or circuit failure appeared meanwhile--> blocked
+    escalated --operator "send again", nothing handed over--> scheduled  (due now; a new round)
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ class ExecutionStatus(StrEnum):
     SENDING = "sending"  # reserved; a provider may have it (a crash leaves it so: see CX08)
     SENT = "sent"
     BLOCKED = "blocked"  # refused by a check; nothing was sent
-    ESCALATED = "escalated"  # needs an operator; never sent again by the service
+    ESCALATED = "escalated"  # needs an operator; sent again only by an operator's "send again"
 
 
 class AttemptOutcome(StrEnum):

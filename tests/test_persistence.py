@@ -44,6 +44,7 @@ TABLES = {
     "campaigns",
     "tenant_profiles",
     "email_delivery_attempts",
+    "sent_messages",
 }
 
 

@@ -13,6 +13,7 @@ from tools.boundary import ToolFunction, tool_function
 from tools.circuits import record_circuit_result, validate_circuits
 from tools.engagement import collect_metrics, fold_waiting_events, receive_webhook
 from tools.errors import ToolFailure, echo
+from tools.execution_detail import get_execution_detail
 from tools.health import readiness
 from tools.metrics import (
     get_engagement_metrics,
@@ -26,10 +27,12 @@ from tools.operator_actions import (
     list_suppressions,
     remove_suppression,
 )
+from tools.overview import get_workspace_overview
 from tools.runtime import configure, get_runtime, shutdown
 from tools.schemas import ValidateEmailArgs
 from tools.self_correction import self_correct
 from tools.send import send_due_emails, send_email, send_queued_emails
+from tools.send_again import send_again
 from tools.stalled_sends import escalate_stalled_sends
 from tools.status import get_email_status
 from tools.suppression import describe_unsubscribe, is_suppressed, suppress, unsubscribe
@@ -61,6 +64,7 @@ _JSON_TOOLS: tuple[ToolFunction[Any, Any], ...] = (
     validate_email,
     send_email,
     get_email_status,
+    get_execution_detail,
     self_correct,
     suppress,
     is_suppressed,
@@ -76,6 +80,8 @@ _JSON_TOOLS: tuple[ToolFunction[Any, Any], ...] = (
     remove_suppression,
     list_escalations,
     acknowledge_escalation,
+    send_again,
+    get_workspace_overview,
 )
 TOOL_SCHEMAS: dict[str, dict[str, Any]] = {tool.__name__: tool.schema for tool in _JSON_TOOLS}
 
@@ -93,8 +99,10 @@ __all__ = [
     "fold_waiting_events",
     "get_email_status",
     "get_engagement_metrics",
+    "get_execution_detail",
     "get_runtime",
     "get_send_history",
+    "get_workspace_overview",
     "is_suppressed",
     "list_escalations",
     "list_suppressions",
@@ -106,6 +114,7 @@ __all__ = [
     "remove_suppression",
     "rotate_api_key",
     "self_correct",
+    "send_again",
     "send_due_emails",
     "send_email",
     "send_queued_emails",

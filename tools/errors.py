@@ -30,6 +30,8 @@ class ErrorCode(StrEnum):
     DELIVERY_UNRECORDED = "delivery_unrecorded"
     NOT_FOUND = "not_found"
     ALREADY_ACKNOWLEDGED = "already_acknowledged"  # an operator action done once already
+    # Send again refused: the email is not escalated, or it may have been handed over.
+    NOT_RESENDABLE = "not_resendable"
     INVALID_SIGNATURE = "invalid_signature"  # a webhook request not signed by its provider
     WEBHOOK_NOT_CONFIGURED = "webhook_not_configured"
 

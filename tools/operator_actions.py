@@ -1,16 +1,24 @@
 """What an operator does by hand, each action recorded (when, which key, why): acknowledging
-an escalated send, and listing or lifting suppressions. The console and the JSON routes call
-these; they hold no rule of their own."""
+an escalated send (sending it again: `tools/send_again.py`), and listing or lifting
+suppressions. The console and
+the JSON routes call these; they hold no rule of their own."""
 
 from __future__ import annotations
 
 import uuid
 from typing import Any
 
-from sqlalchemy import delete, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import delete, exists, func, select
+from sqlalchemy.orm import Session, aliased
 
-from persistence import EmailExecution, ExecutionStatus, OperatorAction, Suppression
+from persistence import (
+    AttemptOutcome,
+    DeliveryAttempt,
+    EmailExecution,
+    ExecutionStatus,
+    OperatorAction,
+    Suppression,
+)
 from tools import clock
 from tools.addresses import address_key
 from tools.boundary import tool_function
@@ -25,6 +33,7 @@ from tools.schemas import (
 )
 
 ACKNOWLEDGE = "acknowledge_escalation"
+SEND_AGAIN = "send_again"
 ADD_SUPPRESSION = "add_suppression"
 REMOVE_SUPPRESSION = "remove_suppression"
 
@@ -101,26 +110,26 @@ def remove_suppression(args: RemoveSuppressionArgs) -> dict[str, Any]:
 def list_escalations(args: ListEscalationsArgs) -> dict[str, Any]:
     """The workspace's escalated sends (CX08 gave up, or the hand-over went unanswered:
     `delivery_unconfirmed`), newest first, each with its acknowledgement if it has one;
-    acknowledged ones only with `include_acknowledged`."""
-    ex, act = EmailExecution, OperatorAction
+    acknowledged ones only with `include_acknowledged`. One sent again and escalated again is
+    unacknowledged: its acknowledgement was about the escalation before. `can_send_again`:
+    what `send_again` would take (every provider refused it, none may have delivered it)."""
+    ex = EmailExecution
     acknowledged = (
-        select(act.subject)
-        .where(act.workspace_id == args.workspace_id, act.action == ACKNOWLEDGE)
-        .scalar_subquery()
+        select(OperatorAction.subject).where(*_standing(args.workspace_id)).scalar_subquery()
     )
     filters = [ex.workspace_id == args.workspace_id, ex.status == ExecutionStatus.ESCALATED]
     if not args.include_acknowledged:
         filters.append(ex.id.not_in(acknowledged))
     with get_runtime().read_sessions() as session:
         total = session.scalar(select(func.count()).select_from(ex).where(*filters))
-        rows = session.scalars(
-            select(ex)
+        rows = session.execute(
+            select(ex, handed_over(ex.id).label("handed_over"))
             .where(*filters)
             .order_by(ex.updated_at.desc(), ex.id)
             .limit(args.limit)
             .offset(args.offset)
         ).all()
-        acks = _acknowledgements(session, args.workspace_id, [row.id for row in rows])
+        acks = _acknowledgements(session, args.workspace_id, [row.id for row, _ in rows])
     escalations = [
         {
             "email_id": row.id,
@@ -131,8 +140,9 @@ def list_escalations(args: ListEscalationsArgs) -> dict[str, Any]:
             "provider": row.provider,
             "escalated_at": iso(row.updated_at),
             "acknowledged": acks.get(row.id),
+            "can_send_again": row.error_code == ErrorCode.ALL_PROVIDERS_FAILED and not handed,
         }
-        for row in rows
+        for row, handed in rows
     ]
     return {"success": True, "escalations": escalations, "total_count": total or 0}
 
@@ -157,8 +167,18 @@ def acknowledge_escalation(args: AcknowledgeEscalationArgs) -> dict[str, Any]:
         entry = record_action(
             session, args.workspace_id, ACKNOWLEDGE, args.email_id, args.note, args.key_fingerprint
         )
-        acknowledged = _describe(entry)
+        acknowledged = describe_action(entry)
     return {"success": True, "email_id": args.email_id, "acknowledged": acknowledged}
+
+
+def handed_over(execution_id: Any) -> Any:
+    """Whether a provider took the email, or may have: an attempt of it sent or unanswered.
+    Such an email is never sent again (`send_again`)."""
+    attempt = DeliveryAttempt
+    return exists().where(
+        attempt.execution_id == execution_id,
+        attempt.outcome.in_((AttemptOutcome.SENT, AttemptOutcome.AMBIGUOUS)),
+    )
 
 
 def _acknowledgements(
@@ -166,13 +186,25 @@ def _acknowledgements(
 ) -> dict[str, dict[str, Any]]:
     found = session.scalars(
         select(OperatorAction).where(
-            OperatorAction.workspace_id == workspace_id,
-            OperatorAction.action == ACKNOWLEDGE,
-            OperatorAction.subject.in_(email_ids),
+            *_standing(workspace_id), OperatorAction.subject.in_(email_ids)
         )
     )
-    return {entry.subject: _describe(entry) for entry in found}
+    return {entry.subject: describe_action(entry) for entry in found}
 
 
-def _describe(entry: OperatorAction) -> dict[str, Any]:
+def _standing(workspace_id: str) -> list[Any]:
+    """The filter for the acknowledgements that stand: one made before its email was sent
+    again was about the escalation before, not about one that came after (a tie counts as
+    after: an escalation is shown rather than hidden)."""
+    act, again = OperatorAction, aliased(OperatorAction)
+    sent_again_since = exists().where(
+        again.workspace_id == act.workspace_id,
+        again.action == SEND_AGAIN,
+        again.subject == act.subject,
+        again.created_at >= act.created_at,
+    )
+    return [act.workspace_id == workspace_id, act.action == ACKNOWLEDGE, ~sent_again_since]
+
+
+def describe_action(entry: OperatorAction) -> dict[str, Any]:
     return {"at": iso(entry.created_at), "note": entry.note, "key": entry.key_fingerprint}

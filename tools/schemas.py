@@ -400,6 +400,16 @@ class AcknowledgeEscalationArgs(_Args):
     key_fingerprint: KeyFingerprint | None = None
 
 
+class SendAgainArgs(_Args):
+    """Send an escalated email again, when its record proves nothing was handed over (every
+    provider refused it); the same email, through every check, recorded with why."""
+
+    workspace_id: UUIDStr
+    email_id: UUIDStr
+    note: Note
+    key_fingerprint: KeyFingerprint | None = None
+
+
 class IsSuppressedArgs(_Args):
     """Whether sends from this workspace to this address are currently blocked."""
 
@@ -459,3 +469,11 @@ def parse(model: type[M], arguments: dict[str, Any]) -> M:
         return model.model_validate({k: v for k, v in arguments.items() if v is not None})
     except ValidationError as error:
         raise first_failure(error) from None
+
+
+class ExecutionDetailArgs(_Args):
+    """Everything recorded about one email of a workspace: its circuits, the message as sent,
+    every attempt, CX08's decisions, engagement, the group chat and what operators did."""
+
+    workspace_id: UUIDStr
+    email_id: UUIDStr

@@ -53,7 +53,7 @@ def get_transcripts(
         query = query.where(AgentTranscript.email_id == email_id)
     if circuit_execution_id is not None:
         query = query.where(AgentTranscript.circuit_execution_id == circuit_execution_id)
-    with get_runtime().sessions() as session:
+    with get_runtime().read_sessions() as session:
         rows = session.scalars(query.order_by(AgentTranscript.created_at)).all()
     return [
         {

@@ -92,20 +92,29 @@ def _address_header(name: str | None, address: str) -> str | Header:
     return header
 
 
-def _message_headers(email: OutgoingEmail, date: datetime) -> _Headers:
-    """The top-level headers after Content-Type and MIME-Version, in the order they go out.
-    Bcc is never a header."""
+def message_headers(email: OutgoingEmail) -> list[tuple[str, str]]:
+    """The top-level headers every build of `email` writes, as text (encoded words decoded),
+    in the order they go out: the record of what was sent.
+
+    Left out are the two that each build makes anew: Content-Type (a fresh boundary) and Date
+    (the time of the attempt)."""
+    built = _message_headers(email, None)
+    return [("MIME-Version", "1.0"), *((name, str(value)) for name, value in built)]
+
+
+def _message_headers(email: OutgoingEmail, date: datetime | None) -> _Headers:
+    """The top-level headers after Content-Type and MIME-Version, in the order they go out
+    (Date only when given). Bcc is never a header."""
     headers: list[tuple[str, str | Header]] = [
         ("From", _address_header(email.sender_name, email.sender_email)),
         ("To", email.to),
     ]
     if email.cc:
         headers.append(("Cc", ", ".join(email.cc)))
-    headers += [
-        ("Subject", _text_header(email.subject)),
-        ("Date", format_datetime(date)),
-        ("Message-ID", email.message_id),
-    ]
+    headers.append(("Subject", _text_header(email.subject)))
+    if date is not None:
+        headers.append(("Date", format_datetime(date)))
+    headers.append(("Message-ID", email.message_id))
     # Structured ASCII values (List-Unsubscribe URLs) must stay literal; compat32 folds them at
     # their spaces.
     headers += [

@@ -1,8 +1,9 @@
 """Step 4: the hand-over of a reserved send, and the steps after it.
 
 The composed email goes through the provider chain (SendGrid -> Resend -> SMTP, those
-configured; providers whose breaker is open are skipped), then its outcome is recorded and the
-result built. Used alike by a request that sends now and by a due scheduled send.
+configured; providers whose breaker is open are skipped), then its outcome is recorded, with
+the email as it was handed over, and the result built. Used alike by a request that sends
+now and by a due scheduled send.
 
 The reservation is committed on the way, before anything could be handed over (see
 `tools/providers/chain.py`). What goes wrong before that commit leaves nothing written and
@@ -26,11 +27,12 @@ from tools import clock
 from tools.boundary import DATABASE_ERRORS
 from tools.breakers import cooling_down
 from tools.errors import ErrorCode
+from tools.providers.base import OutgoingEmail
 from tools.providers.chain import DeliveryOutcome
 from tools.runtime import Runtime
 from tools.send import results
 from tools.send.compose import compose
-from tools.send.record import Recorded, record, record_batch
+from tools.send.record import HandedOver, Recorded, record, record_batch
 from tools.send.reserve import Reserved, release
 
 log = logging.getLogger(__name__)
@@ -38,16 +40,18 @@ log = logging.getLogger(__name__)
 
 def deliver(runtime: Runtime, reserved: Reserved) -> dict[str, Any]:
     """Compose, hand over, record: the send result (see the module's note)."""
+    email = None
     try:
-        outcome = _hand_over(runtime, reserved)
+        email = compose(runtime, reserved)
+        outcome = _hand_over(runtime, reserved, email)
     except Exception as error:
         if reserved.commit.done:
-            _record_crash(runtime, reserved, error)
+            _record_crash(runtime, reserved, email, error)
         raise
     finally:
         reserved.commit.abandon()  # rolls back only a reservation never committed
     try:
-        recorded = record(runtime, reserved, outcome)
+        recorded = record(runtime, HandedOver(reserved, outcome, email))
     except DATABASE_ERRORS as error:
         if not unavailable(error):
             raise
@@ -70,7 +74,7 @@ def deliver_batch(
     worker. When the record
     cannot be written, the handed-over rows stay `sending` for the stalled-send sweep, as one
     send's would."""
-    handed: list[tuple[Reserved, DeliveryOutcome, ErrorCode | None]] = []
+    handed: list[HandedOver] = []
     for reserved in batch:
         if handed and not go_on():  # the first always goes, as a send of its own would
             break
@@ -87,18 +91,18 @@ def deliver_batch(
         log.error("batch outcomes not recorded", extra={"emails": len(handed)})
         return {
             **{execution.id: "deferred" for execution in left},
-            **{reserved.execution.id: "unrecorded" for reserved, _, _ in handed},
+            **{h.reserved.execution.id: "unrecorded" for h in handed},
         }
     became = {execution.id: "deferred" for execution in left}
-    for (reserved, _, _), outcome in zip(handed, recorded, strict=True):
-        _log(reserved, outcome)
-        became[reserved.execution.id] = "sent" if outcome.decision is None else "delivery_failed"
+    for h, outcome in zip(handed, recorded, strict=True):
+        _log(h.reserved, outcome)
+        became[h.reserved.execution.id] = "sent" if outcome.decision is None else "delivery_failed"
     return became
 
 
-def _hand_over(runtime: Runtime, reserved: Reserved) -> DeliveryOutcome:
+def _hand_over(runtime: Runtime, reserved: Reserved, email: OutgoingEmail) -> DeliveryOutcome:
     outcome = runtime.delivery.deliver(
-        compose(runtime, reserved),
+        email,
         commit=reserved.commit,
         skip=cooling_down(reserved.breakers, clock.utcnow()),
         first_attempt_number=reserved.execution.attempt_number + 1,
@@ -107,29 +111,33 @@ def _hand_over(runtime: Runtime, reserved: Reserved) -> DeliveryOutcome:
     return outcome
 
 
-def _hand_over_alone(
-    runtime: Runtime, reserved: Reserved
-) -> tuple[Reserved, DeliveryOutcome, ErrorCode | None]:
+def _hand_over_alone(runtime: Runtime, reserved: Reserved) -> HandedOver:
+    email = None
     try:
-        return reserved, _hand_over(runtime, reserved), None
+        email = compose(runtime, reserved)
+        return HandedOver(reserved, _hand_over(runtime, reserved, email), email)
     except Exception as error:  # a bug: this send is escalated, the batch goes on
         log.exception("delivery crashed", extra=_fields(reserved, None))
-        return reserved, _crashed(error), ErrorCode.INTERNAL_ERROR
+        return _crash(reserved, email, error)
 
 
-def _crashed(error: Exception) -> DeliveryOutcome:
-    # Whether it was handed over is unknown: ambiguous, so never resent.
-    return DeliveryOutcome(
+def _crash(reserved: Reserved, email: OutgoingEmail | None, error: Exception) -> HandedOver:
+    """A hand-over that raised. Whether it was handed over is unknown: ambiguous, so never
+    resent; the email, when composing went through, is recorded as what may have gone."""
+    outcome = DeliveryOutcome(
         sent=False, ambiguous=True, last_error=f"internal error: {type(error).__name__}"
     )
+    return HandedOver(reserved, outcome, email, ErrorCode.INTERNAL_ERROR)
 
 
-def _record_crash(runtime: Runtime, reserved: Reserved, error: Exception) -> None:
+def _record_crash(
+    runtime: Runtime, reserved: Reserved, email: OutgoingEmail | None, error: Exception
+) -> None:
     """Escalate a send whose delivery raised (`internal_error`): whether it was handed over is
     unknown, so it is never resent. If the database is away too, the row stays `sending` for
     the stalled-send sweep, and the error that matters (the crash) is the one that propagates."""
     try:
-        record(runtime, reserved, _crashed(error), error_code=ErrorCode.INTERNAL_ERROR)
+        record(runtime, _crash(reserved, email, error))
     except DATABASE_ERRORS as lost:
         log.error(
             "crashed delivery not recorded",

@@ -20,6 +20,7 @@ from persistence import (
     ProviderBreaker,
     Workspace,
 )
+from persistence.models import SentMessage
 from tools.suppression import BLOCKING_SUPPRESSION
 
 _ws = Workspace.__table__.c
@@ -107,6 +108,7 @@ DUE = (
     .limit(bindparam("limit"))
 )
 INSERT_ATTEMPTS = insert(DeliveryAttempt.__table__)
+INSERT_MESSAGES = insert(SentMessage.__table__)
 
 
 def _metrics_upsert(dialect_insert: Callable[..., Any]) -> Any:

@@ -1,9 +1,11 @@
 """Step 5: the outcome in the audit trail, in one transaction (one per batch of stored sends).
 
 The execution row takes the outcome (provider, message id, sent_at, retries, attempts, last
-error); every attempt gets a row; a sent email gets its engagement-metrics row; provider
-health feeds the circuit breakers; and a total failure gets CX08's decision (reschedule once,
-or escalate), which sets the row's status.
+error); every attempt gets a row; the message composed for the round gets its row as it was
+handed over (`sent_messages`: headers, bodies, attachment names, the asset's content hash);
+a sent email gets its engagement-metrics row; provider health feeds the circuit breakers; and
+a total failure gets CX08's decision (reschedule once, or escalate), which sets the row's
+status.
 
 The commit does not wait for the disk (`begin_unsynced`), so a send waits for the disk once,
 at its reservation. A power cut may lose this record, never the reservation: the row then
@@ -23,12 +25,33 @@ from sqlalchemy import Connection
 from persistence import ExecutionStatus, begin_unsynced
 from tools import clock
 from tools.breakers import record_provider_health
+from tools.circuits import content_hash
 from tools.errors import ErrorCode
+from tools.providers.base import OutgoingEmail
 from tools.providers.chain import DeliveryOutcome
+from tools.providers.smtp_mime import message_headers
 from tools.runtime import Runtime
 from tools.self_correction import Decision, decide_after_failure
 from tools.send import queries
 from tools.send.reserve import Execution, Reserved
+
+
+@dataclass(frozen=True)
+class HandedOver:
+    """One send's delivery round as its hand-over left it: the outcome, the email composed
+    for it (None when composing raised), and the error code that overrides the one the
+    outcome implies (an internal error, say)."""
+
+    reserved: Reserved
+    outcome: DeliveryOutcome
+    email: OutgoingEmail | None
+    error_code: ErrorCode | None = None
+
+    @property
+    def reached_providers(self) -> bool:
+        """Whether the composed email was, or may have been, handed to a provider: not when
+        every provider was skipped (breakers open), and nothing left the service."""
+        return self.email is not None and bool(self.outcome.attempts or self.outcome.ambiguous)
 
 
 @dataclass(frozen=True)
@@ -39,39 +62,34 @@ class Recorded:
     decision: Decision | None
 
 
-def record(
-    runtime: Runtime,
-    reserved: Reserved,
-    outcome: DeliveryOutcome,
-    error_code: ErrorCode | None = None,
-) -> Recorded:
-    """Store `outcome` for the reserved send (`error_code` overrides the one the outcome
-    implies: an internal error, say). Database errors propagate; nothing is then recorded."""
-    return record_batch(runtime, [(reserved, outcome, error_code)])[0]
+def record(runtime: Runtime, handed: HandedOver) -> Recorded:
+    """Store what became of one hand-over. Database errors propagate; nothing is then
+    recorded."""
+    return record_batch(runtime, [handed])[0]
 
 
-def record_batch(
-    runtime: Runtime, outcomes: list[tuple[Reserved, DeliveryOutcome, ErrorCode | None]]
-) -> list[Recorded]:
+def record_batch(runtime: Runtime, handed: list[HandedOver]) -> list[Recorded]:
     """`record` for several sends in one transaction (a batch of stored sends): all of them
     are written, or, when a database error propagates, none."""
     now = clock.utcnow()
     with begin_unsynced(runtime.engine) as conn:
         decided = [
-            _values_after(conn, runtime, reserved.execution, outcome, error_code, now)
-            for reserved, outcome, error_code in outcomes
+            _values_after(conn, runtime, h.reserved.execution, h.outcome, h.error_code, now)
+            for h in handed
         ]
         # Each kind of row is written for the whole batch by one statement: on PostgreSQL
         # that is one round trip, not one per email (a third of a batched send's database
         # time: bench/queue_drain.py).
-        _update_executions(conn, [r.execution.id for r, _, _ in outcomes], decided)
-        _insert_attempts(conn, [(r.execution, o) for r, o, _ in outcomes], now)
-        for reserved, outcome, _ in outcomes:
-            _record_health(conn, runtime, reserved, outcome, now)
-        _insert_metrics(conn, [(r.execution, o) for r, o, _ in outcomes if o.sent], now)
+        _update_executions(conn, [h.reserved.execution.id for h in handed], decided)
+        _insert_attempts(conn, [(h.reserved.execution, h.outcome) for h in handed], now)
+        _insert_messages(conn, [h for h in handed if h.reached_providers], now)
+        for h in handed:
+            _record_health(conn, runtime, h.reserved, h.outcome, now)
+        sent = [(h.reserved.execution, h.outcome) for h in handed if h.outcome.sent]
+        _insert_metrics(conn, sent, now)
     return [
-        Recorded(dataclasses.replace(reserved.execution, **values), decision)
-        for (reserved, _, _), (values, decision) in zip(outcomes, decided, strict=True)
+        Recorded(dataclasses.replace(h.reserved.execution, **values), decision)
+        for h, (values, decision) in zip(handed, decided, strict=True)
     ]
 
 
@@ -178,6 +196,33 @@ def _insert_attempts(
     ]
     if rows:
         conn.execute(queries.INSERT_ATTEMPTS, rows)
+
+
+def _insert_messages(conn: Connection, handed: list[HandedOver], now: datetime) -> None:
+    rows = [_message_row(h.reserved, h.email, now) for h in handed if h.email is not None]
+    if rows:
+        conn.execute(queries.INSERT_MESSAGES, rows)
+
+
+def _message_row(reserved: Reserved, email: OutgoingEmail, now: datetime) -> dict[str, Any]:
+    execution = reserved.execution
+    return {
+        "id": str(uuid.uuid4()),
+        "execution_id": execution.id,
+        "workspace_id": execution.workspace_id,
+        "delivery_round": execution.reschedule_count,  # as composed: before any reschedule
+        "headers": [[name, value] for name, value in message_headers(email)],
+        "text_body": email.content.text,
+        "html_body": email.content.html,
+        "attachments": [
+            {"filename": a.filename, "content_type": a.content_type, "size": len(a.data)}
+            for a in email.attachments
+        ],
+        # Of the asset composed (not the row's stored hash): what the console sets beside
+        # CX06's.
+        "content_hash": content_hash(reserved.asset),
+        "created_at": now,
+    }
 
 
 def _insert_metrics(
