@@ -95,6 +95,8 @@ class Settings:
     log_format: str = "plain"  # or "json": one object per line
     # `/metrics` answers only a request bearing this token; unset, it is off.
     metrics_token: str | None = field(default=None, repr=False)
+    # A console sign-in lasts this long, however active (the cookie is signed, not stored).
+    console_session_minutes: int = 480
     # HTTP API: the largest request body accepted (CX06 outputs go up to 1 MB of JSON).
     api_max_request_bytes: int = 2 * 1024 * 1024
     # The task queue (Celery): unset, one machine runs everything itself (`main.py worker`).
@@ -294,6 +296,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         log_level=log_level,
         log_format=_log_format(env),
         metrics_token=_str(env, None, "EMAIL_METRICS_TOKEN"),
+        console_session_minutes=_int(env, 480, "EMAIL_CONSOLE_SESSION_MINUTES", minimum=5),
         api_max_request_bytes=_int(
             env, Settings.api_max_request_bytes, "EMAIL_API_MAX_REQUEST_BYTES", minimum=1024
         ),

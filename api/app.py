@@ -13,6 +13,7 @@ from werkzeug.exceptions import BadRequest, HTTPException
 import tools
 from api.auth import SECURITY_SCHEMES
 from api.circuits import circuits
+from api.console import register_console
 from api.email import email
 from api.health import health
 from api.operations import operations
@@ -63,6 +64,7 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
     app.json.sort_keys = False  # type: ignore[attr-defined]
     for blueprint in (circuits, email, operations, webhooks, unsubscribe, health, prometheus):
         app.register_api(blueprint)
+    register_console(app, runtime)
     app.add_url_rule("/openapi.json", "openapi_json", lambda: jsonify(app.api_doc))
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected_error)

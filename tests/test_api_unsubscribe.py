@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import re
-import shutil
 import time
 from html import unescape
 from unittest import mock
@@ -147,27 +146,7 @@ def test_an_expired_link_says_so_and_changes_nothing(api, workspace, smtp_sink, 
     assert tools.is_suppressed(workspace["workspace_id"], "bob@example.com") is False
 
 
-# Headless Chromium ------------------------------------------------------------------------
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMEDRIVER = shutil.which("chromedriver")
-
-
-@pytest.fixture
-def browser():
-    if not (CHROMIUM and CHROMEDRIVER):
-        pytest.skip("needs Debian's chromium and chromium-driver (.ci/run installs them)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    driver.set_page_load_timeout(30)
-    yield driver
-    driver.quit()
+# Headless Chromium (the `browser` fixture: tests/conftest.py) ------------------------
 
 
 def test_unsubscribe_in_chromium_from_a_received_email_blocks_the_next_send(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import uuid
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import bindparam, select
 
@@ -62,17 +62,32 @@ def create_workspace(args: CreateWorkspaceArgs) -> dict[str, Any]:
     }
 
 
+class KeyOwner(NamedTuple):
+    workspace_id: str
+    name: str
+
+
 # Run on every authenticated request: built once (an ORM query per call cost more than the
 # lookup itself).
-_WORKSPACE_OF_KEY = select(Workspace.id).where(Workspace.api_key_hash == bindparam("key_hash"))
+_WORKSPACE_OF_KEY = select(Workspace.id, Workspace.name).where(
+    Workspace.api_key_hash == bindparam("key_hash")
+)
 
 
 def workspace_for_api_key(api_key: str) -> str | None:
     """The id of the workspace `api_key` belongs to, or None for an unknown key."""
     if not api_key.startswith("ek_") or len(api_key) > 200:
         return None
+    owner = owner_of_key_hash(hash_api_key(api_key))
+    return owner.workspace_id if owner else None
+
+
+def owner_of_key_hash(key_hash: str) -> KeyOwner | None:
+    """The workspace whose current key has this hash (a console session keeps the hash, not
+    the key: a rotated key ends its sessions), or None."""
     with get_runtime().reader.connect() as conn:
-        return conn.scalar(_WORKSPACE_OF_KEY, {"key_hash": hash_api_key(api_key)})
+        row = conn.execute(_WORKSPACE_OF_KEY, {"key_hash": key_hash}).first()
+    return KeyOwner(*row) if row else None
 
 
 @tool_function(WorkspaceArgs)
