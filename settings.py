@@ -35,6 +35,9 @@ SMTP_PRESETS: dict[str, dict[str, object]] = {
         "auth_required": True,
     },
 }
+# Seed 000's name for SendGrid's SMTP relay; `sendgrid-smtp` says which of SendGrid's two
+# doors it is (SENDGRID_API_KEY is the other).
+SMTP_PRESETS["sendgrid"] = SMTP_PRESETS["sendgrid-smtp"]
 
 
 class SettingsError(ValueError):

@@ -20,6 +20,14 @@ from tools import ExecutionStatus
 
 
 class EmailAgent(BaseChatAgent):
+    # Seed 000's interface on the agent itself (its section 3.1): the same tool functions the
+    # chat calls, with their signatures, so a script can use the agent without a team. The
+    # seed's `send_email(to, subject, body)` is circuit-bound here: it takes the approved
+    # execution and asset, as every send does.
+    send_email = staticmethod(tools.send_email)
+    validate_email = staticmethod(tools.validate_email)
+    get_email_status = staticmethod(tools.get_email_status)
+
     def __init__(self, name: str = "EmailAgent") -> None:
         super().__init__(name, "Sends an approved email through the deterministic send tool.")
         self._tools = {

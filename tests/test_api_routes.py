@@ -225,6 +225,24 @@ def test_a_send_scheduled_for_later_is_202_and_not_sent_yet(api, workspace, smtp
 
 
 @pytest.mark.parametrize(
+    "when,reason",
+    [
+        ("2026-12-03T10:00:00", "scheduled_for: the date-time needs a time zone"),
+        ("2100-01-01T00:00:00+00:00", "scheduled_for: must be within the next 365 days"),
+    ],
+)
+def test_a_bad_schedule_over_http_gives_the_tools_own_reason(api, workspace, when, reason):
+    wid = workspace["workspace_id"]
+    tool = tools.send_email(wid, CLIENT, approve(wid), "bob@example.com", ASSET, scheduled_for=when)
+
+    reply = post_send(api, workspace, send_body(approve(wid), scheduled_for=when))
+
+    assert reply.status_code == 400
+    assert reply.json()["error"] == tool["error"]
+    assert tool["error"] == {"code": "invalid_input", "message": reason, "field": "scheduled_for"}
+
+
+@pytest.mark.parametrize(
     "change,code",
     [
         ({"recipient": None}, "missing_field"),
@@ -324,6 +342,10 @@ def test_rate_limit_and_recipient_throttle_are_403(api, smtp_sink, runtime):
     assert throttled.json()["error"]["code"] == "recipient_throttled"
     assert over.status_code == 403
     assert over.json()["error"]["code"] == "rate_limit_exceeded"
+    # Seed 001's wording ("Rate Limiting"), then the figures.
+    assert over.json()["error"]["message"].startswith(
+        "Recipient validation failed: rate_limit_exceeded"
+    )
     assert len(smtp_sink.messages) == 2
 
 
@@ -564,7 +586,7 @@ def test_providers_lists_the_chain_and_presets_but_no_secret(
 
     assert reply.status_code == 200
     assert [p["name"] for p in reply.json()["providers"]] == ["sendgrid", "smtp"]
-    assert set(reply.json()["smtp_presets"]) == {"gmail", "outlook", "sendgrid-smtp"}
+    assert set(reply.json()["smtp_presets"]) == {"gmail", "outlook", "sendgrid", "sendgrid-smtp"}
     for secret in (sendgrid_fake.api_key, "smtp-password-123", "test-signing-secret"):
         assert secret not in reply.text
 

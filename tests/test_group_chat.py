@@ -149,6 +149,25 @@ def test_the_email_agent_advertises_the_tools_own_schemas(runtime):
     assert tools.validate_email("bob@example.com")["valid"] is True
 
 
+def test_the_email_agent_answers_seed_000s_methods_itself(workspace, smtp_sink):
+    agent = EmailAgent("TestEmailAgent")
+    assert agent.name == "TestEmailAgent"
+    assert agent.validate_email("test@example.com")["valid"] is True
+    assert agent.validate_email("invalid-email")["valid"] is False
+
+    sent = agent.send_email(
+        workspace["workspace_id"],
+        CLIENT,
+        approve(workspace["workspace_id"]),
+        "test@example.com",
+        ASSET,
+    )
+
+    assert sent["status"] == "sent" and sent["recipient"] == "test@example.com"
+    assert agent.get_email_status(sent["email_id"])["status"] == "sent"
+    assert [m.rcpt_tos for m in smtp_sink.messages] == [["test@example.com"]]
+
+
 def test_run_send_works_inside_a_running_event_loop(workspace, smtp_sink):
     execution = approve(workspace["workspace_id"])
 

@@ -181,6 +181,7 @@ def test_total_failure_is_rescheduled_once_and_the_worker_sends_it(
 
     assert result["status"] == "scheduled", result
     assert result["error"]["code"] == "all_providers_failed"
+    assert result["message"].startswith("All email providers failed; CX08: ")  # seed 001's words
     assert result["self_correction"]["action"] == "reschedule"
     email_id = result["email_id"]
     decision = tools.self_correct(email_id)

@@ -109,6 +109,17 @@ def _assert_blocked(result: dict[str, Any], code: str, smtp_sink, runtime) -> No
         assert session.scalar(select(func.count()).select_from(EmailExecution)) == 0
 
 
+def test_content_over_the_limit_is_refused_in_the_seeds_words(workspace, smtp_sink, runtime):
+    big = {**ASSET, "html_body": "x" * 100_001}
+    wid = workspace["workspace_id"]
+
+    result = tools.send_email(wid, CLIENT, approve(wid), "bob@example.com", big)
+
+    assert result["error"]["code"] == "content_too_large"
+    assert result["error"]["message"].startswith("Content exceeds email limit: ")
+    assert smtp_sink.messages == []
+
+
 @pytest.mark.parametrize(
     ("change", "code"),
     [

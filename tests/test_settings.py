@@ -71,6 +71,12 @@ def test_provider_preset_fills_host_port_and_tls():
     )
     sendgrid = load_settings({"SMTP_PROVIDER": "sendgrid-smtp", **LOGIN})
     assert sendgrid.smtp_server == "smtp.sendgrid.net"
+    seed_name = load_settings({"SMTP_PROVIDER": "sendgrid", **LOGIN})  # seed 000's name
+    assert (seed_name.smtp_server, seed_name.smtp_port, seed_name.smtp_use_tls) == (
+        "smtp.sendgrid.net",
+        587,
+        True,
+    )
     assert load_settings({"SMTP_PROVIDER": "outlook", "SMTP_PORT": "25", **LOGIN}).smtp_port == 25
 
 

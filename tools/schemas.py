@@ -27,6 +27,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from persistence.states import ExecutionStatus
+from tools import clock
 from tools.errors import ErrorCode, ToolFailure
 
 MAX_CONTENT_CHARS = 100_000
@@ -177,7 +178,8 @@ class FinalAsset(_Args):
         if size > MAX_CONTENT_CHARS:
             raise PydanticCustomError(
                 "content_too_large",
-                "subject + html_body + text_body is {size} characters; the limit is {limit}",
+                "Content exceeds email limit: subject + html_body + text_body is {size} "
+                "characters; the limit is {limit}",
                 {"size": size, "limit": MAX_CONTENT_CHARS},
             )
         return self
@@ -191,6 +193,16 @@ class FinalAsset(_Args):
             "text_body": self.text_body or "",
             "cta_url": self.cta_url or "",
         }
+
+
+def _sensible_schedule(when: datetime | None) -> datetime | None:
+    if when is None:
+        return None
+    if when.tzinfo is None:
+        raise PydanticCustomError("timezone_required", "the date-time needs a time zone")
+    if not (datetime(2000, 1, 1, tzinfo=UTC) < when < clock.utcnow() + MAX_SCHEDULE_AHEAD):
+        raise PydanticCustomError("schedule_range", "must be within the next 365 days")
+    return when
 
 
 class SendEmailFields(_Args):
@@ -211,21 +223,10 @@ class SendEmailFields(_Args):
     scheduled_for: Annotated[
         Annotated[datetime, Strict(False)] | None,  # parsed from ISO text
         BeforeValidator(_schedule_input),
+        # On the field, not the model: a refusal then names `scheduled_for`, over HTTP too.
+        AfterValidator(_sensible_schedule),
         Field(description="ISO-8601 with a time zone; later sends wait for it"),
     ] = None
-
-    @model_validator(mode="after")
-    def _sensible_schedule(self) -> SendEmailFields:
-        when = self.scheduled_for
-        if when is None:
-            return self
-        if when.tzinfo is None:
-            raise PydanticCustomError("timezone_required", "scheduled_for needs a time zone")
-        if not (datetime(2000, 1, 1, tzinfo=UTC) < when < datetime.now(UTC) + MAX_SCHEDULE_AHEAD):
-            raise PydanticCustomError(
-                "schedule_range", "scheduled_for must be within the next 365 days"
-            )
-        return self
 
 
 class _InWorkspace(_Args):

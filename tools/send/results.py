@@ -22,6 +22,13 @@ from tools.send.record import Recorded
 from tools.send.reserve import Execution, Reserved
 
 
+# Seed 001's words for a send that failed ("Troubleshooting"); the codes say the same.
+def _failure_wording(code: str | None) -> str:
+    if code == ErrorCode.ALL_PROVIDERS_FAILED:
+        return "All email providers failed"
+    return "Email sending failed"
+
+
 def delivered(reserved: Reserved, recorded: Recorded, outcome: DeliveryOutcome) -> dict[str, Any]:
     """Sent, or failed with CX08's decision (`self_correction`) beside the error."""
     execution, decision = recorded.execution, recorded.decision
@@ -31,7 +38,7 @@ def delivered(reserved: Reserved, recorded: Recorded, outcome: DeliveryOutcome) 
         result = _of(
             execution,
             reserved.circuits,
-            message=f"Sending failed; CX08: {decision.reason}",
+            message=f"{_failure_wording(execution.error_code)}; CX08: {decision.reason}",
             error={"code": execution.error_code, "message": outcome.last_error},
         )
         result["self_correction"] = decision.as_dict()
