@@ -45,9 +45,10 @@ def record_execution(query: WorkspaceQuery, body: CircuitResultFields):
     responses=SEND_RESPONSES,
 )
 def send(query: WorkspaceQuery, body: SendBody, header: SendHeaders):
-    """Send CX06's asset once CX01-CX06 passed: 200 sent, 202 scheduled (also when CX08
-    rescheduled a failed delivery), 403 blocked by circuits, suppression or limits, 409 already
-    sent (the first result), 500 not delivered."""
+    """Send CX06's asset once CX01-CX06 passed: 200 sent, 202 scheduled or queued, 403 blocked
+    by circuits, suppression or limits, 409 already sent (the first result), 500 not delivered
+    (the body carries CX08's decision: rescheduled with `scheduled_for`, or escalated; the send
+    is kept, and a retry of the same request returns it)."""
     workspace_id = own_workspace(query.workspaceId)
     result = tools.send_email(
         workspace_id, **body.model_dump(exclude_none=True), respond_async=header.respond_async

@@ -63,11 +63,13 @@ def tool_response(
 
 
 def send_response(result: dict[str, Any]) -> tuple[Response, int]:
-    """A send result: 202 when this request queued or scheduled it, a delivery CX08
-    rescheduled after a failure included (it is accepted and will be tried again: a client
-    must not resend); 409 for a repeat, whatever the first send became; otherwise 200 sent or
-    its error's status. A queued send's answer names its status URL (`Location`)."""
-    accepted = result["status"] in ("scheduled", "queued") and not result.get("duplicate")
+    """A send result: 202 when this request queued or scheduled it; 409 for a repeat, whatever
+    the first send became; otherwise 200 sent or its error's status. A delivery that failed at
+    every provider is 500 as seed 001 has it, whatever CX08 decided (the body says: rescheduled,
+    with `scheduled_for`, or escalated); the send is kept, so a client must not send it again,
+    and a retry of the same request is safe (409 with this result). A queued send's answer
+    names its status URL (`Location`)."""
+    accepted = result["status"] in ("scheduled", "queued") and not result.get("error")
     response, status = tool_response(result, status=202 if accepted else None)
     if accepted and result["status"] == "queued":
         response.headers["Location"] = f"/api/email/status/{result['email_id']}"

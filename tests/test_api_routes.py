@@ -378,19 +378,24 @@ def test_an_unconfirmed_hand_over_is_500_and_escalated(
     assert smtp_sink.messages == []  # never handed to a second provider
 
 
-def test_a_total_failure_cx08_reschedules_is_202_with_the_error(
+def test_a_total_failure_is_500_with_cx08s_reschedule_and_a_retry_is_safe(
     api, workspace, settings, sendgrid_fake
 ):
     tools.configure(dataclasses.replace(settings, **api_settings(sendgrid_fake), smtp_server=None))
     sendgrid_fake.script.append(sendgrid_reply(400, "bad request"))
+    body = send_body(approve(workspace["workspace_id"]))
 
-    reply = post_send(api, workspace, send_body(approve(workspace["workspace_id"])))
+    reply = post_send(api, workspace, body)
+    retried = post_send(api, workspace, body)
 
-    assert reply.status_code == 202
-    body = reply.json()
-    assert body["status"] == "scheduled"
-    assert body["error"]["code"] == "all_providers_failed"
-    assert body["self_correction"]["action"] == "reschedule"
+    assert reply.status_code == 500  # seed 001's answer when every provider failed
+    failed = reply.json()
+    assert failed["success"] is False and failed["status"] == "scheduled"
+    assert failed["error"]["code"] == "all_providers_failed"
+    assert failed["self_correction"]["action"] == "reschedule"
+    assert failed["self_correction"]["scheduled_for"] == failed["scheduled_for"]
+    assert retried.status_code == 409 and retried.json()["email_id"] == failed["email_id"]
+    assert len(sendgrid_fake.requests) == 1  # the retry sent nothing
 
 
 # Metrics -------------------------------------------------------------------------------

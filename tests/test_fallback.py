@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -13,6 +14,7 @@ from tests.builders import api_settings, make_settings, outgoing_email, send
 from tests.fake_http import Drop, Slow
 from tests.fake_providers import resend_reply, sendgrid_reply
 from tests.observers import attempt_rows
+from tools import clock
 from tools.providers.base import (
     Accepted,
     CommitsWhileConnected,
@@ -91,7 +93,8 @@ def test_sendgrid_503_twice_then_resend_429_then_200_delivers_once_through_resen
     ]
     with tools.get_runtime().sessions() as session:
         row = session.get(EmailExecution, result["email_id"])
-    assert (row.provider, row.attempt_number, row.retry_count) == ("resend", 4, 1)
+    # One retry at SendGrid and one at Resend: retries across the whole delivery.
+    assert (row.provider, row.attempt_number, row.retry_count) == ("resend", 4, 2)
     assert row.provider_message_id == resend_fake.delivered[0]["message_id"]
     # Both Resend requests carried the same key: a repeat could not have sent twice.
     keys = {r.headers["idempotency-key"] for r in resend_fake.requests}
@@ -253,3 +256,18 @@ def test_every_attempt_of_a_round_sends_the_same_body(chain, sendgrid_fake, rese
     first, second = resend_fake.requests
     assert first.raw == second.raw
     assert first.headers["idempotency-key"] == second.headers["idempotency-key"]
+
+
+def test_retry_count_adds_up_the_retries_of_every_round(workspace, smtp_sink, runtime, mocker):
+    smtp_sink.recorder.replies.extend(["451 4.3.0 try again later"] * 3)  # round 1: 3 calls
+    failed = send(workspace)
+    assert failed["status"] == "scheduled" and failed["execution_result"]["retry_count"] == 2
+    later = clock.utcnow() + timedelta(seconds=runtime.settings.reschedule_delay_seconds + 1)
+    mocker.patch("tools.clock.utcnow", return_value=later)
+    smtp_sink.recorder.replies.append("451 4.3.0 try again later")  # round 2: 1 retry, then sent
+
+    assert tools.send_due_emails()["sent"] == 1
+
+    status = tools.get_email_status(failed["email_id"])
+    assert (status["retry_count"], status["delivery_attempts"]) == (3, 5)
+    assert len(smtp_sink.messages) == 1

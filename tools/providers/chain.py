@@ -48,6 +48,8 @@ class DeliveryOutcome:
     sent: bool
     provider: str | None = None
     provider_message_id: str | None = None
+    # Attempts at a provider after its first one, summed over the chain (this round's share
+    # of the row's `retry_count`; `attempts` holds every call).
     retry_count: int = 0
     attempts: list[AttemptRecord] = field(default_factory=list)
     last_error: str | None = None
@@ -164,15 +166,16 @@ class DeliveryChain:
                 accepted = _send(provider, email, commit)
             except ProviderError as error:
                 commit()
-                self._failed(provider, email, outcome, error, number, started, retry)
+                self._failed(provider, email, outcome, error, number, started)
                 if outcome.ambiguous and not provider.idempotent:
                     return True
                 again = error.retryable or error.ambiguous  # ambiguous: same key, no harm
                 if not again or retry == self._max_retries:
                     return outcome.ambiguous  # never on to another provider after one
                 self._sleep(self._backoff(retry, error.retry_after))
+                outcome.retry_count += 1  # every provider's retries, not only the last one's
                 continue
-            self._succeeded(provider, outcome, accepted, number, started, retry)
+            self._succeeded(provider, outcome, accepted, number, started)
             return True
         return False
 
@@ -184,7 +187,6 @@ class DeliveryChain:
         error: ProviderError,
         number: int,
         started: float,
-        retry: int,
     ) -> None:
         _add_attempt(
             outcome,
@@ -197,7 +199,6 @@ class DeliveryChain:
             provider_fault=error.provider_fault,
         )
         outcome.last_error = f"{provider.name}: {error}"
-        outcome.retry_count = retry
         outcome.ambiguous = outcome.ambiguous or error.ambiguous
         log.warning(
             "provider attempt failed",
@@ -218,14 +219,12 @@ class DeliveryChain:
         accepted: Accepted,
         number: int,
         started: float,
-        retry: int,
     ) -> None:
         _add_attempt(outcome, provider, number, started, AttemptOutcome.SENT, accepted.status_code)
         outcome.sent = True
         outcome.ambiguous = False  # the idempotent provider answered at last
         outcome.provider = provider.name
         outcome.provider_message_id = accepted.message_id
-        outcome.retry_count = retry
 
     def _backoff(self, retry: int, retry_after: float | None) -> float:
         delay = self._initial_delay * (2**retry)

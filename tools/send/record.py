@@ -156,7 +156,7 @@ def _outcome_values(
         "provider_message_id": outcome.provider_message_id,
         "sent_at": now if outcome.sent else None,
         "attempt_number": execution.attempt_number + len(outcome.attempts),
-        "retry_count": outcome.retry_count,
+        "retry_count": execution.retry_count + outcome.retry_count,  # over every round
         "last_error": outcome.last_error,
         "error_code": None if error_code is None else error_code.value,
         "updated_at": now,

@@ -68,7 +68,7 @@ def unrecorded(reserved: Reserved, outcome: DeliveryOutcome) -> dict[str, Any]:
         provider=outcome.last_provider,
         provider_message_id=outcome.provider_message_id,
         attempt_number=reserved.execution.attempt_number + len(outcome.attempts),
-        retry_count=outcome.retry_count,
+        retry_count=reserved.execution.retry_count + outcome.retry_count,
     )
     return _of(
         as_delivered,
