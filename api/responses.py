@@ -30,6 +30,7 @@ STATUS_BY_CODE: dict[str, int] = {
     ErrorCode.DUPLICATE_SEND: 409,
     ErrorCode.ALREADY_ACKNOWLEDGED: 409,
     ErrorCode.NOT_RESENDABLE: 409,
+    ErrorCode.RECIPIENT_REJECTED: 400,  # the address does not exist: no retry can help
     ErrorCode.ALL_PROVIDERS_FAILED: 500,
     ErrorCode.DELIVERY_UNCONFIRMED: 500,
     ErrorCode.INTERNAL_ERROR: 500,

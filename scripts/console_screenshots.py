@@ -55,11 +55,12 @@ PAGES = [
 
 class DemoRelay(OutboxHandler):
     """The demo's SMTP relay: keeps each message where the development server would, and
-    refuses recipients whose address starts with `gone`, as a real server refuses a user."""
+    refuses recipients whose address starts with `gone` by policy, so that CX08 reschedules
+    them, then escalates them."""
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if address.startswith("gone"):
-            return "550 5.1.1 No such user"
+            return "554 5.7.1 Message refused by policy"
         envelope.rcpt_tos.append(address)
         return "250 OK"
 

@@ -13,6 +13,7 @@ from tools.dev_smtp_server import LocalSMTPServer
 
 DROP = "drop the connection"
 HANG_UP = "answer, then drop the connection"
+ACCEPT = "<accept as usual>"  # a scripted RCPT reply that lets the address through
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,7 @@ class RecordingHandler:
         if reply == HANG_UP:
             # After the reply is written: the client sees 250, then loses the connection.
             asyncio.get_running_loop().call_soon(server.transport.close)
-        elif reply is not None:
+        elif reply not in (None, ACCEPT):
             return reply
         envelope.rcpt_tos.append(address)
         return "250 OK"

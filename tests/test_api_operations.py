@@ -67,7 +67,7 @@ def test_a_suppression_change_needs_a_note(api, workspace):
 def test_escalations_are_listed_and_acknowledged_once(
     api, workspace, other_workspace, smtp_sink, runtime, mocker
 ):
-    smtp_sink.recorder.rcpt_replies.extend(["550 5.1.1 No such user"] * 2)
+    smtp_sink.recorder.rcpt_replies.extend(["554 5.7.1 Message refused by policy"] * 2)
     failed = send(workspace, "gone@example.com")
     assert failed["status"] == "scheduled"  # CX08's one reschedule
     later = clock.utcnow() + timedelta(seconds=runtime.settings.reschedule_delay_seconds + 1)

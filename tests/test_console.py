@@ -361,7 +361,7 @@ def test_the_dev_inbox_shows_a_workspace_its_own_mail_only(
 def test_an_escalation_every_provider_refused_can_be_sent_again_from_the_console(
     console, workspace, smtp_sink, runtime, mocker
 ):
-    smtp_sink.recorder.rcpt_replies.extend(["550 5.1.1 No such user"] * 2)
+    smtp_sink.recorder.rcpt_replies.extend(["554 5.7.1 Message refused by policy"] * 2)
     failed = send(workspace, "back@example.com")
     later = clock.utcnow() + timedelta(seconds=runtime.settings.reschedule_delay_seconds + 1)
     mocker.patch("tools.clock.utcnow", return_value=later)

@@ -70,7 +70,7 @@ class Operator:
 
 def escalate(workspace: dict[str, Any], sink: Any, recipient: str) -> str:
     """A send every provider refused twice: CX08 rescheduled it once, then escalated it."""
-    sink.recorder.rcpt_replies.extend(["550 5.1.1 No such user"] * 2)
+    sink.recorder.rcpt_replies.extend(["554 5.7.1 Message refused by policy"] * 2)
     failed = send(workspace, recipient)
     assert failed["status"] == "scheduled", failed
     assert tools.send_due_emails()["delivery_failed"] == 1

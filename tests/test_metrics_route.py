@@ -37,7 +37,7 @@ def test_the_metrics_count_what_the_sink_received(client, smtp_sink):
     workspace = tools.create_workspace("Acme", "news@acme.example", "1 Main Street, Town")
     for i in range(3):
         assert send(workspace, f"r{i}@example.com")["status"] == "sent"
-    smtp_sink.recorder.rcpt_replies.append("550 5.1.1 No such user")
+    smtp_sink.recorder.rcpt_replies.append("554 5.7.1 Message refused by policy")
     assert send(workspace, "gone@example.com")["status"] == "scheduled"  # CX08 reschedules
     assert send(workspace, "later@example.com", respond_async=True)["status"] == "queued"
 

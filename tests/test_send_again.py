@@ -24,7 +24,7 @@ from tests.smtp_sink import HeldData
 from tools import clock
 from tools.send import send_stored_emails
 
-REFUSED = "550 5.1.1 No such user"
+REFUSED = "554 5.7.1 Message refused by policy"
 FINGERPRINT = "0123456789ab"
 NOTE = "mailbox restored, confirmed by phone"
 

@@ -49,7 +49,7 @@ def test_a_batch_is_claimed_and_recorded_in_two_commits_over_one_smtp_connection
 
 def test_each_email_of_a_batch_succeeds_or_fails_alone(workspace, smtp_sink, runtime, mocker):
     ids = _queued(workspace, 4)
-    smtp_sink.recorder.rcpt_replies.append("550 5.1.1 No such user")  # the first's RCPT
+    smtp_sink.recorder.rcpt_replies.append("554 5.7.1 Refused by policy")  # the first's RCPT
     real_compose = deliver.compose
 
     def compose_with_a_bug(runtime: Any, reserved: Any) -> Any:

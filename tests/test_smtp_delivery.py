@@ -42,14 +42,14 @@ def test_transient_4xx_is_retried_with_exponential_backoff(smtp_sink, sqlite_url
 
 
 def test_permanent_5xx_fails_at_once_without_retrying(workspace, smtp_sink, runtime):
-    smtp_sink.recorder.replies.append("550 5.1.1 mailbox unavailable")
+    smtp_sink.recorder.replies.append("554 5.6.0 message content rejected")
     result = send(workspace)
 
     # Failed on every provider (the only one): CX08 reschedules it once.
     assert result["status"] == "scheduled"
     assert result["self_correction"]["action"] == "reschedule"
     assert result["error"]["code"] == "all_providers_failed"
-    assert "550" in result["error"]["message"]
+    assert "554" in result["error"]["message"]
     assert result["execution_result"] == {
         "sent": False,
         "provider": "smtp",
@@ -60,7 +60,7 @@ def test_permanent_5xx_fails_at_once_without_retrying(workspace, smtp_sink, runt
     }
     assert smtp_sink.messages == []
     status = tools.get_email_status(result["email_id"])
-    assert status["status"] == "scheduled" and "550" in status["last_error"]
+    assert status["status"] == "scheduled" and "554" in status["last_error"]
 
 
 def test_transient_failures_beyond_the_retry_budget_fail_the_send(workspace, smtp_sink, runtime):
@@ -219,7 +219,8 @@ def test_refused_main_recipient_sends_nothing_to_the_copies(workspace, smtp_sink
     smtp_sink.recorder.rcpt_replies.append("550 5.1.1 no such user")
     result = send(workspace, "gone@example.com", cc=["carol@example.com"])
 
-    assert result["status"] == "scheduled"
+    assert result["status"] == "blocked"  # a hard bounce (tests/test_hard_bounce.py)
+    assert result["error"]["code"] == "recipient_rejected"
     assert "550" in result["error"]["message"]
     assert result["execution_result"]["retry_count"] == 0
     assert smtp_sink.messages == []

@@ -75,6 +75,8 @@ class ProviderError(Exception):
     retryable: bool = False
     # The provider may have taken the message: trying again elsewhere could deliver it twice.
     ambiguous: bool = False
+    # The receiving server says the recipient does not exist: no provider can deliver it.
+    recipient_rejected: bool = False
 
     def __init__(
         self,
@@ -102,6 +104,13 @@ class PermanentProviderError(ProviderError):
     """This provider will not take this message as it is; retrying it here is pointless."""
 
     retryable = False
+
+
+class RecipientRejectedError(PermanentProviderError):
+    """A hard bounce at hand-over: the receiving server refused the recipient for good ("no
+    such user": SMTP 550, 551 or 553). Recorded and suppressed as a bounce webhook's would be."""
+
+    recipient_rejected = True
 
 
 class AmbiguousDeliveryError(ProviderError):

@@ -55,6 +55,8 @@ class DeliveryOutcome:
     last_error: str | None = None
     # The last request went unanswered: it may have been delivered.
     ambiguous: bool = False
+    # A hard bounce at hand-over: the recipient does not exist (no other provider is tried).
+    recipient_rejected: bool = False
     skipped: list[str] = field(default_factory=list)  # providers passed over (breaker open)
 
     @property
@@ -168,6 +170,9 @@ class DeliveryChain:
                 commit()
                 self._failed(provider, email, outcome, error, number, started)
                 if outcome.ambiguous and not provider.idempotent:
+                    return True
+                if error.recipient_rejected:  # every provider would meet the same mailbox
+                    outcome.recipient_rejected = True
                     return True
                 again = error.retryable or error.ambiguous  # ambiguous: same key, no harm
                 if not again or retry == self._max_retries:

@@ -15,6 +15,7 @@ STARTTLS without certificate verification.
 from __future__ import annotations
 
 import logging
+import re
 import smtplib
 import ssl
 import threading
@@ -32,6 +33,7 @@ from tools.providers.base import (
     OutgoingEmail,
     PermanentProviderError,
     ProviderError,
+    RecipientRejectedError,
     RetryableProviderError,
 )
 from tools.providers.smtp_mime import build_mime
@@ -93,8 +95,36 @@ def _nothing_to_commit() -> None:
     """The commit of a send made outside the pipeline (a provider used on its own)."""
 
 
+# "No such user" (RFC 5321: 550 mailbox unavailable, 551 user not local, 553 mailbox name not
+# allowed), unless the enhanced code says it is about policy or the message (5.7.x, 5.6.x),
+# which another provider or a later try may get past.
+_NO_SUCH_USER = {550, 551, 553}
+_NOT_ABOUT_THE_MAILBOX = re.compile(rb"^\s*5\.[67]\.")
+
+
+def _no_such_user(replies: list[tuple[int, bytes | str]]) -> bool:
+    def about_the_mailbox(reply: bytes | str) -> bool:
+        text = reply if isinstance(reply, bytes) else reply.encode("utf-8", "replace")
+        return not _NOT_ABOUT_THE_MAILBOX.match(text)
+
+    return bool(replies) and all(
+        code in _NO_SUCH_USER and about_the_mailbox(reply) for code, reply in replies
+    )
+
+
 def classify_smtp_error(error: Exception) -> ProviderError:
     """Map an smtplib/socket failure onto retryable (4xx, network) or permanent (5xx)."""
+    if isinstance(error, smtplib.SMTPRecipientsRefused) and _no_such_user(
+        list(error.recipients.values())
+    ):
+        (code, _), *_ = error.recipients.values()
+        return RecipientRejectedError(f"SMTP recipient refused for good ({code})", status_code=code)
+    if isinstance(error, smtplib.SMTPDataError) and _no_such_user(
+        [(error.smtp_code, error.smtp_error)]
+    ):
+        return RecipientRejectedError(
+            f"SMTP recipient refused for good ({error.smtp_code})", status_code=error.smtp_code
+        )
     if isinstance(error, smtplib.SMTPRecipientsRefused):
         codes = [code for code, _ in error.recipients.values()]
         code = max(codes) if codes else None

@@ -96,7 +96,7 @@ def deliver_batch(
     became = {execution.id: "deferred" for execution in left}
     for h, outcome in zip(handed, recorded, strict=True):
         _log(h.reserved, outcome)
-        became[h.reserved.execution.id] = "sent" if outcome.decision is None else "delivery_failed"
+        became[h.reserved.execution.id] = _became(outcome)
     return became
 
 
@@ -145,10 +145,18 @@ def _record_crash(
         )
 
 
+def _became(recorded: Recorded) -> str:
+    if recorded.execution.sent:
+        return "sent"
+    return "delivery_failed" if recorded.decision is not None else "blocked"  # a hard bounce
+
+
 def _log(reserved: Reserved, recorded: Recorded) -> None:
     fields = _fields(reserved, recorded.execution.provider)
-    if recorded.decision is None:
+    if recorded.execution.sent:
         log.info("email sent", extra=fields)
+    elif recorded.decision is None:
+        log.warning("hard bounce at hand-over: recipient suppressed", extra=fields)
     else:
         log.error("delivery failed", extra={**fields, "cx08_action": recorded.decision.action})
 

@@ -18,6 +18,7 @@ from persistence import (
     EmailMetrics,
     ExecutionStatus,
     ProviderBreaker,
+    Suppression,
     Workspace,
 )
 from persistence.models import SentMessage
@@ -127,4 +128,22 @@ def _metrics_upsert(dialect_insert: Callable[..., Any]) -> Any:
 INSERT_METRICS = {
     "postgresql": _metrics_upsert(postgresql.insert),
     "sqlite": _metrics_upsert(sqlite.insert),
+}
+
+
+def _suppression_upsert(dialect_insert: Callable[..., Any]) -> Any:
+    # An address suppressed already for a bounce is refreshed (its 30 days start again).
+    statement = dialect_insert(Suppression.__table__)
+    return statement.on_conflict_do_update(
+        index_elements=["workspace_id", "email", "reason"],
+        set_={
+            "bounce_type": statement.excluded.bounce_type,
+            "suppressed_at": statement.excluded.suppressed_at,
+        },
+    )
+
+
+UPSERT_SUPPRESSION = {
+    "postgresql": _suppression_upsert(postgresql.insert),
+    "sqlite": _suppression_upsert(sqlite.insert),
 }

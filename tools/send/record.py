@@ -24,6 +24,7 @@ from sqlalchemy import Connection
 
 from persistence import ExecutionStatus, begin_unsynced
 from tools import clock
+from tools.addresses import address_key
 from tools.breakers import record_provider_health
 from tools.circuits import content_hash
 from tools.errors import ErrorCode
@@ -85,8 +86,11 @@ def record_batch(runtime: Runtime, handed: list[HandedOver]) -> list[Recorded]:
         _insert_messages(conn, [h for h in handed if h.reached_providers], now)
         for h in handed:
             _record_health(conn, runtime, h.reserved, h.outcome, now)
-        sent = [(h.reserved.execution, h.outcome) for h in handed if h.outcome.sent]
-        _insert_metrics(conn, sent, now)
+        # A hard bounce at hand-over is counted and suppressed as a bounce webhook's is.
+        counted = [h for h in handed if h.outcome.sent or h.outcome.recipient_rejected]
+        _insert_metrics(conn, [(h.reserved.execution, h.outcome) for h in counted], now)
+        bounced = [h.reserved.execution for h in counted if h.outcome.recipient_rejected]
+        _suppress_hard_bounces(conn, bounced, now)
     return [
         Recorded(dataclasses.replace(h.reserved.execution, **values), decision)
         for h, (values, decision) in zip(handed, decided, strict=True)
@@ -105,6 +109,8 @@ def _values_after(
     values = _outcome_values(execution, outcome, error_code, now)
     if outcome.sent:
         return values, None
+    if outcome.recipient_rejected:  # a hard bounce cannot succeed later: CX08 has no say
+        return {**values, "status": ExecutionStatus.BLOCKED}, None
     decision = decide_after_failure(
         conn,
         runtime.settings,
@@ -146,7 +152,9 @@ def _record_health(
 def _outcome_values(
     execution: Execution, outcome: DeliveryOutcome, error_code: ErrorCode | None, now: datetime
 ) -> dict[str, Any]:
-    if error_code is None and not outcome.sent:
+    if error_code is None and outcome.recipient_rejected:
+        error_code = ErrorCode.RECIPIENT_REJECTED
+    elif error_code is None and not outcome.sent:
         ambiguous = outcome.ambiguous
         error_code = ErrorCode.DELIVERY_UNCONFIRMED if ambiguous else ErrorCode.ALL_PROVIDERS_FAILED
     return {
@@ -237,7 +245,9 @@ def _insert_metrics(
             "provider_message_id": outcome.provider_message_id,
             "provider": outcome.provider,
             "delivered": False,
-            "bounced": False,
+            "bounced": outcome.recipient_rejected,
+            "bounce_type": "hard" if outcome.recipient_rejected else None,
+            "bounced_at": now if outcome.recipient_rejected else None,
             "opened": False,
             "clicked": False,
             "unsubscribed": False,
@@ -248,3 +258,20 @@ def _insert_metrics(
     ]
     if rows:
         conn.execute(queries.INSERT_METRICS[conn.dialect.name], rows)
+
+
+def _suppress_hard_bounces(conn: Connection, bounced: list[Execution], now: datetime) -> None:
+    rows = [
+        {
+            "id": str(uuid.uuid4()),
+            "workspace_id": execution.workspace_id,
+            "email": address_key(execution.recipient),
+            "reason": "bounced",
+            "bounce_type": "hard",
+            "suppressed_at": now,
+            "created_at": now,
+        }
+        for execution in bounced
+    ]
+    if rows:
+        conn.execute(queries.UPSERT_SUPPRESSION[conn.dialect.name], rows)

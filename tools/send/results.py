@@ -32,8 +32,16 @@ def _failure_wording(code: str | None) -> str:
 def delivered(reserved: Reserved, recorded: Recorded, outcome: DeliveryOutcome) -> dict[str, Any]:
     """Sent, or failed with CX08's decision (`self_correction`) beside the error."""
     execution, decision = recorded.execution, recorded.decision
-    if decision is None:
+    if execution.sent:
         result = _of(execution, reserved.circuits, message=f"Email sent via {execution.provider}")
+    elif decision is None:  # a hard bounce at hand-over: no CX08 round can deliver it
+        result = _of(
+            execution,
+            reserved.circuits,
+            message="Recipient validation failed: hard_bounce (the receiving server has no such "
+            "mailbox); the address is suppressed",
+            error={"code": execution.error_code, "message": outcome.last_error},
+        )
     else:
         result = _of(
             execution,
