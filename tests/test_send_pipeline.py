@@ -109,6 +109,24 @@ def _assert_blocked(result: dict[str, Any], code: str, smtp_sink, runtime) -> No
         assert session.scalar(select(func.count()).select_from(EmailExecution)) == 0
 
 
+@pytest.mark.parametrize("address", ["josé@example.com", "bob@exämple.com"])
+def test_validation_and_sending_give_one_answer_for_an_address(
+    address, workspace, smtp_sink, runtime
+):
+    wid = workspace["workspace_id"]
+
+    checked = tools.validate_email(address)
+    sent = tools.send_email(wid, CLIENT, approve(wid), address, ASSET)
+
+    assert checked["valid"] is (sent["status"] == "sent"), (checked, sent)
+    if not checked["valid"]:  # a non-ASCII local part: SMTPUTF8, which is not sent here
+        assert checked["error_code"] == "smtputf8_required"
+        assert checked["error"] in sent["error"]["message"]
+        assert smtp_sink.messages == []
+    else:  # a non-ASCII domain goes out as punycode
+        assert smtp_sink.messages[0].rcpt_tos == ["bob@xn--exmple-cua.com"]
+
+
 def test_content_over_the_limit_is_refused_in_the_seeds_words(workspace, smtp_sink, runtime):
     big = {**ASSET, "html_body": "x" * 100_001}
     wid = workspace["workspace_id"]

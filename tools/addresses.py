@@ -45,24 +45,39 @@ def check_address(address: str, *, check_deliverability: bool, field: str) -> Ch
         info = _validate(address, check_deliverability=check_deliverability)
     except EmailNotValidError as error:
         raise ToolFailure(ErrorCode.INVALID_RECIPIENT, f"{field}: {error}", field=field) from None
-    if info.smtputf8 or info.ascii_email is None:
-        raise ToolFailure(
-            ErrorCode.INVALID_RECIPIENT,
-            f"{field}: addresses with a non-ASCII local part need SMTPUTF8, "
-            "which this service does not send",
-            field=field,
-        )
+    if _needs_smtputf8(info):
+        raise ToolFailure(ErrorCode.INVALID_RECIPIENT, f"{field}: {NEEDS_SMTPUTF8}", field=field)
     return CheckedAddress(info.normalized, info.ascii_email)
 
 
+NEEDS_SMTPUTF8 = (
+    "addresses with a non-ASCII local part need SMTPUTF8, which this service does not send"
+)
+
+
+def _needs_smtputf8(info: Any) -> bool:
+    return bool(info.smtputf8) or info.ascii_email is None
+
+
 def describe_address(email: str, *, check_deliverability: bool) -> dict[str, Any]:
-    """Seed 000's validation result for one address."""
+    """Seed 000's validation result for one address. Valid means this service can send to it:
+    an address that needs SMTPUTF8 is well-formed but answered `valid: false`
+    (`error_code: smtputf8_required`), as `send_email` refuses it."""
     try:
         info = _validate(email, check_deliverability=check_deliverability)
     except EmailUndeliverableError as error:
         return {"email": email, "valid": False, "error": str(error), "error_code": "undeliverable"}
     except EmailNotValidError as error:
         return {"email": email, "valid": False, "error": str(error), "error_code": "invalid_syntax"}
+    if _needs_smtputf8(info):
+        return {
+            "email": email,
+            "valid": False,
+            "error": NEEDS_SMTPUTF8,
+            "error_code": "smtputf8_required",
+            "normalized": info.normalized,
+            "smtputf8": True,
+        }
     return {
         "email": email,
         "valid": True,
