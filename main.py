@@ -305,6 +305,19 @@ def run_rotate_key(args: argparse.Namespace) -> int:
     return 0 if result["success"] else 1
 
 
+def run_update_workspace(args: argparse.Namespace) -> int:
+    result = tools.update_workspace(
+        args.workspace_id,
+        sender_email=args.sender_email,
+        sender_name=args.sender_name,
+        postal_address=args.postal_address,
+        rate_limit_per_hour=args.rate_limit,
+        note=args.note,
+    )
+    _print(result)
+    return 0 if result["success"] else 1
+
+
 def run_serve(args: argparse.Namespace) -> int:
     from api import create_app
     from api.server import make_server, serve_until_stopped
@@ -349,6 +362,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rotate.add_argument("workspace_id")
     rotate.set_defaults(handler=run_rotate_key)
+
+    update = commands.add_parser(
+        "update-workspace",
+        help="change a workspace's sender, postal address or hourly limit (recorded)",
+    )
+    update.add_argument("workspace_id")
+    update.add_argument("--sender-email")
+    update.add_argument("--sender-name")
+    update.add_argument("--postal-address", help="shown in every email's footer")
+    update.add_argument("--rate-limit", type=int, help="recipients per hour")
+    update.add_argument("--note", help="why (kept with the change)")
+    update.set_defaults(handler=run_update_workspace)
 
     serve = commands.add_parser("serve", help="run the HTTP API on waitress")
     serve.add_argument("--host", default="127.0.0.1")

@@ -23,6 +23,8 @@ from api.schemas import (
     SuppressionChangeResponse,
     SuppressionsQuery,
     SuppressionsResponse,
+    UpdateWorkspaceBody,
+    WorkspaceResponse,
 )
 
 operations = protected_blueprint(
@@ -99,5 +101,21 @@ def send_again(path: StatusPath, body: NoteBody):
     delivered (`delivery_unconfirmed`)."""
     result = tools.send_again(
         g.workspace_id, path.email_id, body.note, key_fingerprint=g.key_fingerprint
+    )
+    return tool_response(result)
+
+
+@operations.get("/workspace", responses={200: WorkspaceResponse})
+def workspace():
+    """This workspace's settings: sender, postal address, hourly limit (never its key)."""
+    return tool_response(tools.get_workspace(g.workspace_id))
+
+
+@operations.patch("/workspace", responses={200: WorkspaceResponse})
+def update_workspace(body: UpdateWorkspaceBody):
+    """Change the sender, the postal address or the hourly limit; the next send uses them.
+    Recorded (what changed, from what, the note, the key's fingerprint)."""
+    result = tools.update_workspace(
+        g.workspace_id, **body.model_dump(exclude_none=True), key_fingerprint=g.key_fingerprint
     )
     return tool_response(result)

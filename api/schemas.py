@@ -15,6 +15,7 @@ from tools.schemas import (
     AttachmentPaths,
     CopyRecipients,
     ExecutionId,
+    HeaderText,
     Note,
     PageLimit,
     PageOffset,
@@ -125,6 +126,16 @@ class RemoveSuppressionBody(_Body):
 
 class NoteBody(_Body):
     note: Note
+
+
+class UpdateWorkspaceBody(_Body):
+    """Any of these; the rest stay as they are. Recorded with `note`."""
+
+    sender_email: Address | None = None
+    sender_name: Annotated[HeaderText, Field(min_length=1, max_length=200)] | None = None
+    postal_address: Annotated[str, Field(min_length=5, max_length=500)] | None = None
+    rate_limit_per_hour: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
+    note: Note | None = None
 
 
 class CollectQuery(_Query):
@@ -307,6 +318,16 @@ class AcknowledgedResponse(_Open):
     success: Literal[True]
     email_id: str
     acknowledged: dict[str, Any]
+
+
+class WorkspaceResponse(_Open):
+    success: Literal[True]
+    workspace_id: str
+    name: str
+    sender_email: str
+    sender_name: str | None
+    postal_address: str
+    rate_limit_per_hour: int
 
 
 class SentAgainResponse(_Open):

@@ -113,3 +113,6 @@ class API:
 
     def post(self, path: str, **kw: Any) -> Reply:
         return self.request("POST", path, **kw)
+
+    def patch(self, path: str, **kw: Any) -> Reply:
+        return self.request("PATCH", path, **kw)

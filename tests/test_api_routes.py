@@ -65,6 +65,8 @@ AUTHENTICATED = [
     ("GET", "/api/email/escalations"),
     ("POST", "/api/email/escalations/8acf118d-da9a-45b0-9512-21f8143c6141/acknowledge"),
     ("POST", "/api/email/escalations/8acf118d-da9a-45b0-9512-21f8143c6141/send-again"),
+    ("GET", "/api/email/workspace"),
+    ("PATCH", "/api/email/workspace"),
 ]
 
 

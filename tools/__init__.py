@@ -36,7 +36,13 @@ from tools.send_again import send_again
 from tools.stalled_sends import escalate_stalled_sends
 from tools.status import get_email_status
 from tools.suppression import describe_unsubscribe, is_suppressed, suppress, unsubscribe
-from tools.workspaces import create_workspace, rotate_api_key, workspace_for_api_key
+from tools.workspaces import (
+    create_workspace,
+    get_workspace,
+    rotate_api_key,
+    update_workspace,
+    workspace_for_api_key,
+)
 
 
 def _invalid(arguments: Any, failure: ToolFailure) -> dict[str, Any]:
@@ -71,6 +77,8 @@ _JSON_TOOLS: tuple[ToolFunction[Any, Any], ...] = (
     unsubscribe,
     describe_unsubscribe,
     rotate_api_key,
+    get_workspace,
+    update_workspace,
     get_engagement_metrics,
     get_send_history,
     provider_performance,
@@ -102,6 +110,7 @@ __all__ = [
     "get_execution_detail",
     "get_runtime",
     "get_send_history",
+    "get_workspace",
     "get_workspace_overview",
     "is_suppressed",
     "list_escalations",
@@ -121,6 +130,7 @@ __all__ = [
     "shutdown",
     "suppress",
     "unsubscribe",
+    "update_workspace",
     "validate_circuits",
     "validate_email",
     "workspace_for_api_key",

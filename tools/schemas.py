@@ -478,3 +478,30 @@ class ExecutionDetailArgs(_Args):
 
     workspace_id: UUIDStr
     email_id: UUIDStr
+
+
+class UpdateWorkspaceArgs(_Args):
+    """Change a workspace's hourly limit, sender or postal address (recorded, with why); the
+    next send uses them. Only the fields given change; at least one must be."""
+
+    workspace_id: UUIDStr
+    sender_email: Address | None = None
+    sender_name: Annotated[HeaderText, Field(min_length=1, max_length=200)] | None = None
+    postal_address: Annotated[str, Field(min_length=5, max_length=500)] | None = None
+    rate_limit_per_hour: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
+    note: Note | None = None
+    key_fingerprint: KeyFingerprint | None = None
+
+    @model_validator(mode="after")
+    def _changes_something(self) -> UpdateWorkspaceArgs:
+        if not self.changes():
+            raise PydanticCustomError(
+                "nothing_to_change",
+                "give at least one of sender_email, sender_name, postal_address, "
+                "rate_limit_per_hour",
+            )
+        return self
+
+    def changes(self) -> dict[str, Any]:
+        fields = ("sender_email", "sender_name", "postal_address", "rate_limit_per_hour")
+        return {name: getattr(self, name) for name in fields if getattr(self, name) is not None}
