@@ -19,7 +19,6 @@ from tools.metrics import (
     get_engagement_metrics,
     get_send_history,
     provider_health,
-    provider_performance,
 )
 from tools.operator_actions import (
     acknowledge_escalation,
@@ -28,6 +27,7 @@ from tools.operator_actions import (
     remove_suppression,
 )
 from tools.overview import get_workspace_overview
+from tools.performance import provider_performance
 from tools.runtime import configure, get_runtime, shutdown
 from tools.schemas import ValidateEmailArgs
 from tools.self_correction import self_correct

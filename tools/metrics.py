@@ -19,7 +19,6 @@ from tools.schemas import (
     EngagementMetricsArgs,
     ProviderHealthArgs,
     SendHistoryArgs,
-    WorkspaceArgs,
 )
 from tools.status import ENGAGEMENT, engagement_dict
 
@@ -119,41 +118,6 @@ def _history_filters(args: SendHistoryArgs) -> list[Any]:
     if args.created_before is not None:
         filters.append(ex.created_at < args.created_before)
     return filters
-
-
-@tool_function(WorkspaceArgs)
-def provider_performance(args: WorkspaceArgs) -> dict[str, Any]:
-    """Per provider, over this workspace's delivery attempts: emails tried, emails it sent,
-    success rate (sent / tried), attempts and mean latency."""
-    sent = case((DeliveryAttempt.outcome == AttemptOutcome.SENT, DeliveryAttempt.execution_id))
-    with get_runtime().read_sessions() as session:
-        rows = session.execute(
-            select(
-                DeliveryAttempt.provider,
-                func.count(DeliveryAttempt.execution_id.distinct()),
-                func.count(sent.distinct()),
-                func.count(),
-                func.avg(DeliveryAttempt.latency_ms),
-            )
-            .where(DeliveryAttempt.workspace_id == args.workspace_id)
-            .group_by(DeliveryAttempt.provider)
-            .order_by(DeliveryAttempt.provider)
-        ).all()
-    return {
-        "success": True,
-        "workspace_id": args.workspace_id,
-        "providers": [
-            {
-                "provider": provider,
-                "total": total,
-                "successful": successful,
-                "success_rate": round(successful / total, 4) if total else 0.0,
-                "attempts": attempts,
-                "avg_latency_ms": round(float(latency or 0.0), 1),
-            }
-            for provider, total, successful, attempts, latency in rows
-        ],
-    }
 
 
 @tool_function(ProviderHealthArgs)
