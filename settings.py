@@ -98,6 +98,9 @@ class Settings:
     log_format: str = "plain"  # or "json": one object per line
     # `/metrics` answers only a request bearing this token; unset, it is off.
     metrics_token: str | None = field(default=None, repr=False)
+    # Run CX07's engagement evaluation on the emails whose engagement changed, at each
+    # collect-metrics (off: only when asked for one email).
+    cx07_on_collect: bool = False
     # A console sign-in lasts this long, however active (the cookie is signed, not stored).
     console_session_minutes: int = 480
     # HTTP API: the largest request body accepted (CX06 outputs go up to 1 MB of JSON).
@@ -299,6 +302,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         log_level=log_level,
         log_format=_log_format(env),
         metrics_token=_str(env, None, "EMAIL_METRICS_TOKEN"),
+        cx07_on_collect=_bool(env, False, "EMAIL_CX07_ON_COLLECT"),
         console_session_minutes=_int(env, 480, "EMAIL_CONSOLE_SESSION_MINUTES", minimum=5),
         api_max_request_bytes=_int(
             env, Settings.api_max_request_bytes, "EMAIL_API_MAX_REQUEST_BYTES", minimum=1024

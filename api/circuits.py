@@ -83,5 +83,16 @@ def metrics(query: MetricsQuery):
 @circuits.post("/agents/email/metrics", responses={200: CollectResponse})
 def collect_metrics(query: CollectQuery):
     """`action=collect-metrics`: fold this workspace's provider events that arrived before
-    their send was recorded (the worker does so too, every poll)."""
-    return tool_response(tools.collect_metrics(own_workspace(query.workspaceId)))
+    their send was recorded (the worker does so too, every poll), and with
+    `EMAIL_CX07_ON_COLLECT` evaluate the emails whose engagement changed.
+    `action=evaluate-engagement&emailId=`: CX07's evaluation of one sent email, logged as its
+    CX07 circuit result."""
+    workspace_id = own_workspace(query.workspaceId)
+    if query.action == "collect-metrics":
+        return tool_response(tools.collect_metrics(workspace_id))
+    if query.emailId is None:
+        missing = ToolFailure(
+            ErrorCode.MISSING_FIELD, "emailId is required for evaluate-engagement", field="emailId"
+        )
+        return tool_response(failure_result(missing))
+    return tool_response(tools.evaluate_engagement(workspace_id, query.emailId))

@@ -140,7 +140,8 @@ class UpdateWorkspaceBody(_Body):
 
 class CollectQuery(_Query):
     workspaceId: WorkspaceId = None
-    action: Literal["collect-metrics"]
+    action: Literal["collect-metrics", "evaluate-engagement"]
+    emailId: UUIDStr | None = None  # for evaluate-engagement
 
 
 class SendHeaders(_ParsedPerRequest):

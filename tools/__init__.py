@@ -12,6 +12,7 @@ from tools.addresses import describe_address
 from tools.boundary import ToolFunction, tool_function
 from tools.circuits import record_circuit_result, validate_circuits
 from tools.engagement import collect_metrics, fold_waiting_events, receive_webhook
+from tools.engagement_evaluation import evaluate_engagement
 from tools.errors import ToolFailure, echo
 from tools.execution_detail import get_execution_detail
 from tools.health import readiness
@@ -84,6 +85,7 @@ _JSON_TOOLS: tuple[ToolFunction[Any, Any], ...] = (
     provider_performance,
     provider_health,
     collect_metrics,
+    evaluate_engagement,
     list_suppressions,
     remove_suppression,
     list_escalations,
@@ -104,6 +106,7 @@ __all__ = [
     "create_workspace",
     "describe_unsubscribe",
     "escalate_stalled_sends",
+    "evaluate_engagement",
     "fold_waiting_events",
     "get_email_status",
     "get_engagement_metrics",

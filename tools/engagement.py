@@ -27,6 +27,7 @@ from persistence import EmailExecution, EmailMetrics, ProviderEvent
 from tools import clock
 from tools.addresses import address_key
 from tools.boundary import tool_function
+from tools.engagement_evaluation import evaluate_collected
 from tools.errors import ErrorCode, ToolFailure, failure_result
 from tools.runtime import get_runtime
 from tools.schemas import ReceiveWebhookArgs, WorkspaceArgs
@@ -131,12 +132,15 @@ def collect_metrics(args: WorkspaceArgs) -> dict[str, Any]:
     Returns `{workspace_id, metrics_collected, message}` (the number of events folded now).
     """
     folded = fold_waiting_events(args.workspace_id)
-    return {
+    result = {
         "success": True,
         "workspace_id": args.workspace_id,
         "metrics_collected": folded,
         "message": f"Folded {folded} waiting provider event(s) into the engagement metrics",
     }
+    if get_runtime().settings.cx07_on_collect:  # CX07's optional trigger
+        result["cx07_evaluated"] = evaluate_collected(args.workspace_id)
+    return result
 
 
 # Locks are taken in one order -- event keys, then metrics rows, then suppression entries,

@@ -505,3 +505,10 @@ class UpdateWorkspaceArgs(_Args):
     def changes(self) -> dict[str, Any]:
         fields = ("sender_email", "sender_name", "postal_address", "rate_limit_per_hour")
         return {name: getattr(self, name) for name in fields if getattr(self, name) is not None}
+
+
+class EvaluateEngagementArgs(_Args):
+    """CX07: evaluate one sent email's engagement against its workspace's recent rates."""
+
+    workspace_id: UUIDStr
+    email_id: UUIDStr
