@@ -98,6 +98,15 @@ class Settings:
     log_format: str = "plain"  # or "json": one object per line
     # `/metrics` answers only a request bearing this token; unset, it is off.
     metrics_token: str | None = field(default=None, repr=False)
+    # CX05's brand guard (seed 001, CAN-SPAM point 3; Gmail/Yahoo 2024: complaints under 0.3%,
+    # aiming for 0.1%): rates over the window, judged once it holds enough sends; a hard
+    # complaint rate pauses new sends until an operator lifts it, unless the guard is off.
+    complaint_rate_warn: float = 0.001
+    complaint_rate_hard: float = 0.003
+    unsubscribe_rate_warn: float = 0.01
+    reputation_window_days: int = 7
+    reputation_min_sends: int = 100
+    complaint_guard: bool = True
     # Run CX07's engagement evaluation on the emails whose engagement changed, at each
     # collect-metrics (off: only when asked for one email).
     cx07_on_collect: bool = False
@@ -303,6 +312,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         log_format=_log_format(env),
         metrics_token=_str(env, None, "EMAIL_METRICS_TOKEN"),
         cx07_on_collect=_bool(env, False, "EMAIL_CX07_ON_COLLECT"),
+        complaint_rate_warn=_float(env, 0.001, "EMAIL_COMPLAINT_RATE_WARN"),
+        complaint_rate_hard=_float(env, 0.003, "EMAIL_COMPLAINT_RATE_HARD"),
+        unsubscribe_rate_warn=_float(env, 0.01, "EMAIL_UNSUBSCRIBE_RATE_WARN"),
+        reputation_window_days=_int(env, 7, "EMAIL_REPUTATION_WINDOW_DAYS", minimum=1),
+        reputation_min_sends=_int(env, 100, "EMAIL_REPUTATION_MIN_SENDS", minimum=1),
+        complaint_guard=_bool(env, True, "EMAIL_COMPLAINT_GUARD"),
         console_session_minutes=_int(env, 480, "EMAIL_CONSOLE_SESSION_MINUTES", minimum=5),
         api_max_request_bytes=_int(
             env, Settings.api_max_request_bytes, "EMAIL_API_MAX_REQUEST_BYTES", minimum=1024
@@ -315,6 +330,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ("redis://", "rediss://", "amqp://", "amqps://")
     ):
         raise SettingsError("CELERY_BROKER_URL must be a redis:// or amqp:// URL")
+    if not 0 < settings.complaint_rate_warn <= settings.complaint_rate_hard < 1:
+        raise SettingsError(
+            "EMAIL_COMPLAINT_RATE_WARN and EMAIL_COMPLAINT_RATE_HARD must be fractions with "
+            "0 < warn <= hard < 1 (0.003 is 0.3%)"
+        )
     if settings.stalled_send_seconds <= settings.longest_delivery_seconds:
         raise SettingsError(
             f"EMAIL_STALLED_SEND_SECONDS must exceed the longest a delivery can take with "

@@ -18,6 +18,7 @@ from api.schemas import (
     EscalationsResponse,
     NoteBody,
     RemoveSuppressionBody,
+    ReputationResponse,
     SentAgainResponse,
     StatusPath,
     SuppressionChangeResponse,
@@ -119,3 +120,20 @@ def update_workspace(body: UpdateWorkspaceBody):
         g.workspace_id, **body.model_dump(exclude_none=True), key_fingerprint=g.key_fingerprint
     )
     return tool_response(result)
+
+
+@operations.get("/reputation", responses={200: ReputationResponse})
+def reputation():
+    """CX05's brand guard: this workspace's complaint and unsubscribe rates over the window,
+    their thresholds, the open signals, and whether new sends are paused."""
+    return tool_response(tools.check_reputation(g.workspace_id))
+
+
+@operations.post("/reputation/lift", responses={200: ReputationResponse})
+def lift_pause(body: NoteBody):
+    """Lift the pause a hard complaint rate put on this workspace's sends (recorded, with the
+    note); 404 when no complaint signal is open."""
+    result = tools.lift_sending_pause(g.workspace_id, body.note, key_fingerprint=g.key_fingerprint)
+    if result.get("error"):
+        return tool_response(result)
+    return tool_response({**tools.check_reputation(g.workspace_id), **result})

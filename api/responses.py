@@ -24,6 +24,7 @@ STATUS_BY_CODE: dict[str, int] = {
     ErrorCode.CONTENT_MISMATCH: 403,
     ErrorCode.SUPPRESSED: 403,
     ErrorCode.RATE_LIMIT_EXCEEDED: 403,
+    ErrorCode.COMPLAINT_RATE_EXCEEDED: 403,
     ErrorCode.RECIPIENT_THROTTLED: 403,
     ErrorCode.UNKNOWN_WORKSPACE: 404,
     ErrorCode.NOT_FOUND: 404,

@@ -321,6 +321,16 @@ class AcknowledgedResponse(_Open):
     acknowledged: dict[str, Any]
 
 
+class ReputationResponse(_Open):
+    success: Literal[True]
+    complaint_rate: float
+    unsubscribe_rate: float
+    sends: int
+    judged: bool
+    signals: list[dict[str, Any]]
+    sending_paused: bool
+
+
 class WorkspaceResponse(_Open):
     success: Literal[True]
     workspace_id: str

@@ -12,6 +12,7 @@ from persistence.database import (
 from persistence.models import (
     AgentTranscript,
     Base,
+    BrandGuardSignal,
     Campaign,
     CircuitExecutionLog,
     Contact,
@@ -33,6 +34,7 @@ __all__ = [
     "AgentTranscript",
     "AttemptOutcome",
     "Base",
+    "BrandGuardSignal",
     "Campaign",
     "CircuitExecutionLog",
     "Contact",

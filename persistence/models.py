@@ -249,6 +249,28 @@ class Suppression(Base):
     created_at: Mapped[datetime]
 
 
+class BrandGuardSignal(Base):
+    """A workspace's complaint or unsubscribe rate crossing a threshold (seed 001, CAN-SPAM
+    point 3), for CX05 upstream to tighten on. An open `hard` complaint signal pauses the
+    workspace's new sends (when the guard is on) until an operator lifts it."""
+
+    __tablename__ = "brand_guard_signals"
+    __table_args__ = (Index("ix_brand_guard_open", "workspace_id", "kind", "level", "lifted_at"),)
+
+    id: Mapped[str] = _uuid_column(primary_key=True)
+    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id"))
+    kind: Mapped[str] = mapped_column(String(20))  # complaint_rate | unsubscribe_rate
+    level: Mapped[str] = mapped_column(String(10))  # warn | hard
+    rate: Mapped[float] = mapped_column()
+    sends: Mapped[int] = mapped_column(Integer)
+    events: Mapped[int] = mapped_column(Integer)
+    window_days: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime]
+    lifted_at: Mapped[datetime | None]
+    lifted_by: Mapped[str | None] = mapped_column(String(12))  # the key's fingerprint
+    lift_note: Mapped[str | None] = mapped_column(Text)
+
+
 class OperatorAction(Base):
     """What an operator did by hand, when, with which workspace key (its fingerprint: the
     first 12 hex digits of the key's SHA-256, never the key) and why."""

@@ -47,6 +47,8 @@ def test_the_document_describes_every_route_and_the_docs_page_is_served(api, wor
         "/api/email/escalations/{email_id}/acknowledge",
         "/api/email/escalations/{email_id}/send-again",
         "/api/email/workspace",
+        "/api/email/reputation",
+        "/api/email/reputation/lift",
         "/api/email/webhooks/sendgrid",
         "/api/email/webhooks/resend",
         "/api/email/unsubscribe",
@@ -91,7 +93,7 @@ def test_no_server_error_and_no_answer_that_breaks_the_document(runtime, workspa
     schema = schemathesis.openapi.from_wsgi("/openapi.json", create_app())
     headers = {"Authorization": f"Bearer {workspace['api_key']}"}
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) == 25
+    assert len(operations) == 27
 
     # Valid requests, and requests that break the document (which must be refused cleanly).
     for operation, mode in itertools.product(operations, GenerationMode):

@@ -67,6 +67,8 @@ AUTHENTICATED = [
     ("POST", "/api/email/escalations/8acf118d-da9a-45b0-9512-21f8143c6141/send-again"),
     ("GET", "/api/email/workspace"),
     ("PATCH", "/api/email/workspace"),
+    ("GET", "/api/email/reputation"),
+    ("POST", "/api/email/reputation/lift"),
 ]
 
 

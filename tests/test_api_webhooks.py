@@ -757,3 +757,42 @@ def test_an_event_that_arrives_before_the_send_is_recorded_is_kept_with_the_send
     finally:
         tools.shutdown()
         eager.stop()
+
+
+def test_complaints_over_the_hard_rate_pause_new_sends_until_an_operator_lifts_it(
+    api, settings, workspace, sendgrid_fake, sendgrid_signer
+):
+    tools.configure(dataclasses.replace(settings, reputation_min_sends=4))
+    sent = [send_via_api(api, workspace, f"r{n}@example.com") for n in range(4)]
+    body = sendgrid_events(sent[0], sendgrid_fake, {"event": "spamreport", "timestamp": NOW})
+
+    assert (
+        api.post(SENDGRID, content=body, headers=sendgrid_signer.headers(body)).status_code == 200
+    )
+
+    key = workspace["api_key"]
+    state = api.get("/api/email/reputation", key=key).json()
+    assert state["complaint_rate"] == 0.25 and state["sending_paused"] is True
+    assert {(s["kind"], s["level"]) for s in state["signals"]} == {
+        ("complaint_rate", "hard"),
+        ("complaint_rate", "warn"),
+    }
+    send_body = {
+        "circuit_execution_id": approve(workspace["workspace_id"]),
+        "client_id": CLIENT,
+        "recipient": "new@example.com",
+        "final_asset": ASSET,
+    }
+    refused = api.post("/api/circuits/agents/email/send", key=key, json=send_body)
+    assert refused.status_code == 403
+    assert refused.json()["error"]["code"] == "complaint_rate_exceeded"
+    assert len(sendgrid_fake.delivered) == 4
+
+    lifted = api.post("/api/email/reputation/lift", key=key, json={"note": "list cleaned"})
+    again = api.post("/api/email/reputation/lift", key=key, json={"note": "twice"})
+    allowed = api.post("/api/circuits/agents/email/send", key=key, json=send_body)
+
+    assert lifted.status_code == 200 and lifted.json()["sending_paused"] is False
+    assert lifted.json()["lifted_signals"] == 2
+    assert again.status_code == 404
+    assert allowed.status_code == 200 and allowed.json()["status"] == "sent"

@@ -29,6 +29,7 @@ from tools.operator_actions import (
 )
 from tools.overview import get_workspace_overview
 from tools.performance import provider_performance
+from tools.reputation import check_reputation, lift_sending_pause
 from tools.runtime import configure, get_runtime, shutdown
 from tools.schemas import ValidateEmailArgs
 from tools.self_correction import self_correct
@@ -86,6 +87,8 @@ _JSON_TOOLS: tuple[ToolFunction[Any, Any], ...] = (
     provider_health,
     collect_metrics,
     evaluate_engagement,
+    check_reputation,
+    lift_sending_pause,
     list_suppressions,
     remove_suppression,
     list_escalations,
@@ -101,6 +104,7 @@ __all__ = [
     "CorrectionAction",
     "ExecutionStatus",
     "acknowledge_escalation",
+    "check_reputation",
     "collect_metrics",
     "configure",
     "create_workspace",
@@ -116,6 +120,7 @@ __all__ = [
     "get_workspace",
     "get_workspace_overview",
     "is_suppressed",
+    "lift_sending_pause",
     "list_escalations",
     "list_suppressions",
     "provider_health",

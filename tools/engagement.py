@@ -29,6 +29,8 @@ from tools.addresses import address_key
 from tools.boundary import tool_function
 from tools.engagement_evaluation import evaluate_collected
 from tools.errors import ErrorCode, ToolFailure, failure_result
+from tools.reputation import check_reputation
+from tools.reputation import evaluate as evaluate_reputation
 from tools.runtime import get_runtime
 from tools.schemas import ReceiveWebhookArgs, WorkspaceArgs
 from tools.status import ENGAGEMENT
@@ -138,6 +140,7 @@ def collect_metrics(args: WorkspaceArgs) -> dict[str, Any]:
         "metrics_collected": folded,
         "message": f"Folded {folded} waiting provider event(s) into the engagement metrics",
     }
+    result["reputation"] = check_reputation(args.workspace_id)  # CX05's brand guard, judged
     if get_runtime().settings.cx07_on_collect:  # CX07's optional trigger
         result["cx07_evaluated"] = evaluate_collected(args.workspace_id)
     return result
@@ -208,6 +211,9 @@ def _fold(session: Session, links: Iterable[tuple[ProviderEvent, EmailExecution]
     for workspace_id, address, reason in sorted(suppressions):
         bounce_type = "hard" if reason == "bounced" else None
         add_suppression(session, workspace_id, address, reason, bounce_type)
+    # A complaint or an unsubscribe moves the brand guard's rates: judged in this transaction.
+    for workspace_id in sorted({w for w, _, r in suppressions if r != "bounced"}):
+        evaluate_reputation(session, get_runtime().settings, workspace_id, clock.utcnow())
 
 
 def _count(metrics: EmailMetrics, event: ProviderEvent) -> None:

@@ -21,6 +21,7 @@ class ErrorCode(StrEnum):
     RECIPIENT_THROTTLED = "recipient_throttled"
     DUPLICATE_SEND = "duplicate_send"
     ALL_PROVIDERS_FAILED = "all_providers_failed"
+    COMPLAINT_RATE_EXCEEDED = "complaint_rate_exceeded"  # CX05's brand guard paused sending
     RECIPIENT_REJECTED = "recipient_rejected"  # a hard bounce at hand-over: now suppressed
     DELIVERY_UNCONFIRMED = "delivery_unconfirmed"  # handed over, no answer: maybe delivered
     INTERNAL_ERROR = "internal_error"

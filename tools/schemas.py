@@ -512,3 +512,11 @@ class EvaluateEngagementArgs(_Args):
 
     workspace_id: UUIDStr
     email_id: UUIDStr
+
+
+class LiftPauseArgs(_Args):
+    """An operator lifts the pause a hard complaint rate put on a workspace's sends."""
+
+    workspace_id: UUIDStr
+    note: Note
+    key_fingerprint: KeyFingerprint | None = None

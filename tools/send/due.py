@@ -39,7 +39,12 @@ from tools.send.reserve import Execution, Refused, Repeat, Reserved, Taken, rese
 
 log = logging.getLogger(__name__)
 
-_WAIT = (ErrorCode.RATE_LIMIT_EXCEEDED, ErrorCode.RECIPIENT_THROTTLED)
+# Refusals a stored send waits out (a paused workspace's sends go once the pause is lifted).
+_WAIT = (
+    ErrorCode.RATE_LIMIT_EXCEEDED,
+    ErrorCode.RECIPIENT_THROTTLED,
+    ErrorCode.COMPLAINT_RATE_EXCEEDED,
+)
 _RECORD_MARGIN_SECONDS = 60
 OUTCOMES = ("sent", "delivery_failed", "blocked", "deferred", "skipped", "unrecorded")
 

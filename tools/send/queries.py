@@ -22,6 +22,7 @@ from persistence import (
     Workspace,
 )
 from persistence.models import SentMessage
+from tools.reputation import sending_paused
 from tools.suppression import BLOCKING_SUPPRESSION
 
 _ws = Workspace.__table__.c
@@ -29,7 +30,12 @@ _ex = EmailExecution.__table__.c
 _breakers = ProviderBreaker.__table__.c
 
 _WORKSPACE = select(
-    _ws.id, _ws.sender_email, _ws.sender_name, _ws.postal_address, _ws.rate_limit_per_hour
+    _ws.id,
+    _ws.sender_email,
+    _ws.sender_name,
+    _ws.postal_address,
+    _ws.rate_limit_per_hour,
+    sending_paused(_ws.id).label("sending_paused"),  # read with the row: once per batch
 ).where(_ws.id == bindparam("workspace_id"))
 # PostgreSQL: the row lock that serialises one workspace's sends. NO KEY UPDATE, not UPDATE:
 # it still excludes every other send's reservation, but not the KEY SHARE lock each insert

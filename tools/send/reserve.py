@@ -64,6 +64,7 @@ class WorkspaceView:
     sender_name: str | None
     postal_address: str
     rate_limit_per_hour: int | None
+    sending_paused: bool  # a hard complaint rate (tools/reputation.py)
 
 
 @dataclass(frozen=True)
@@ -421,8 +422,16 @@ def _policy_refusal(
     *,
     limits: bool,
 ) -> ToolFailure | None:
-    """Suppression, and (when sending now) the recipient throttle and the hourly limit."""
+    """A paused workspace, suppression, and (when sending now) the recipient throttle and the
+    hourly limit."""
     settings = runtime.settings
+    if workspace.sending_paused and settings.complaint_guard:
+        return ToolFailure(
+            ErrorCode.COMPLAINT_RATE_EXCEEDED,
+            "Recipient validation failed: complaint_rate_exceeded (the workspace's complaint "
+            f"rate is over {settings.complaint_rate_hard:.2%}; sending is paused until an "
+            "operator lifts it)",
+        )
     # Which entry blocks, and why, is read only when one does. (On PostgreSQL an entry removed
     # in between is simply gone: nothing blocks any more.)
     keys = send.recipients.keys
