@@ -6,7 +6,6 @@ from __future__ import annotations
 import re
 import time
 from html import unescape
-from unittest import mock
 from urllib.parse import urlsplit
 
 import pytest
@@ -132,14 +131,15 @@ def test_a_tampered_link_says_so_and_changes_nothing(api, workspace, smtp_sink, 
     assert tools.is_suppressed(workspace["workspace_id"], "bob@example.com") is False
 
 
-def test_an_expired_link_says_so_and_changes_nothing(api, workspace, smtp_sink, runtime):
+def test_an_expired_link_says_so_and_changes_nothing(api, workspace, smtp_sink, runtime, mocker):
     send(workspace)
     path = header_link(smtp_sink.messages[0].data)
     max_age = runtime.settings.unsubscribe_token_max_age_days * 86_400
 
-    with mock.patch("itsdangerous.timed.time.time", return_value=time.time() + max_age + 10):
-        page = api.get(path)
-        posted = api.post(path, data=ONE_CLICK)
+    expired = mocker.patch("itsdangerous.timed.time.time", return_value=time.time() + max_age + 10)
+    page = api.get(path)
+    posted = api.post(path, data=ONE_CLICK)
+    mocker.stop(expired)
 
     assert page.status_code == 400 and "expired" in page.text
     assert posted.status_code == 400

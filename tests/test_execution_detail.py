@@ -8,7 +8,6 @@ import json
 import uuid
 from datetime import timedelta
 from typing import Any
-from unittest import mock
 
 import pytest
 from sqlalchemy import func, select
@@ -110,7 +109,7 @@ def test_attempts_are_listed_with_their_latency(workspace, smtp_sink):
 
 
 def test_a_round_that_failed_everywhere_and_the_round_after_it_are_both_shown(
-    one_attempt_then_reschedule, workspace, smtp_sink
+    one_attempt_then_reschedule, workspace, smtp_sink, mocker
 ):
     start = clock.utcnow()
     smtp_sink.recorder.replies.append("554 5.7.1 rejected")
@@ -118,8 +117,9 @@ def test_a_round_that_failed_everywhere_and_the_round_after_it_are_both_shown(
     assert first["status"] == "scheduled", first
     email_id = first["email_id"]
 
-    with mock.patch("tools.clock.utcnow", return_value=start + timedelta(seconds=301)):
-        assert tools.send_due_emails()["sent"] == 1
+    now = mocker.patch("tools.clock.utcnow", return_value=start + timedelta(seconds=301))
+    assert tools.send_due_emails()["sent"] == 1
+    mocker.stop(now)
     detail = _detail(workspace, email_id)
 
     assert [(a["attempt_number"], a["outcome"]) for a in detail["attempts"]] == [
@@ -219,17 +219,17 @@ def test_events_are_listed_without_their_payload(workspace, smtp_sink):
 
 
 def test_a_crash_after_composing_keeps_the_message_and_the_operators_acknowledgement(
-    workspace, smtp_sink
+    workspace, smtp_sink, mocker
 ):
     later = clock.utcnow() + timedelta(minutes=5)
     email_id = send(workspace, scheduled_for=later.isoformat())["email_id"]
     runtime = tools.get_runtime()
 
-    with (
-        mock.patch("tools.clock.utcnow", return_value=later + timedelta(seconds=1)),
-        mock.patch.object(runtime.delivery, "deliver", side_effect=RuntimeError("bug")),
-    ):
-        assert tools.send_due_emails()["delivery_failed"] == 1
+    now = mocker.patch("tools.clock.utcnow", return_value=later + timedelta(seconds=1))
+    crash = mocker.patch.object(runtime.delivery, "deliver", side_effect=RuntimeError("bug"))
+    assert tools.send_due_emails()["delivery_failed"] == 1
+    mocker.stop(crash)
+    mocker.stop(now)
     acknowledged = tools.acknowledge_escalation(
         workspace["workspace_id"], email_id, "checked the sink: nothing arrived"
     )
@@ -247,23 +247,23 @@ def test_a_crash_after_composing_keeps_the_message_and_the_operators_acknowledge
 
 
 def test_a_crash_while_composing_and_a_round_every_provider_skipped_keep_no_message(
-    runtime, workspace, smtp_sink
+    runtime, workspace, smtp_sink, mocker
 ):
     later = clock.utcnow() + timedelta(minutes=5)
     crashed = send(workspace, "a@example.com", scheduled_for=later.isoformat())["email_id"]
-    with (
-        mock.patch("tools.clock.utcnow", return_value=later + timedelta(seconds=1)),
-        mock.patch("tools.send.deliver.compose", side_effect=RuntimeError("bug")),
-    ):
-        assert tools.send_due_emails()["delivery_failed"] == 1
+    now = mocker.patch("tools.clock.utcnow", return_value=later + timedelta(seconds=1))
+    crash = mocker.patch("tools.send.deliver.compose", side_effect=RuntimeError("bug"))
+    assert tools.send_due_emails()["delivery_failed"] == 1
+    mocker.stop(crash)
+    mocker.stop(now)
     assert _detail(workspace, crashed)["status"] == "escalated"
 
     skipped = send(workspace, "b@example.com", scheduled_for=later.isoformat())["email_id"]
-    with (
-        mock.patch("tools.clock.utcnow", return_value=later + timedelta(seconds=1)),
-        mock.patch("tools.send.deliver.cooling_down", return_value={"smtp"}),
-    ):
-        tools.send_due_emails()
+    now = mocker.patch("tools.clock.utcnow", return_value=later + timedelta(seconds=1))
+    cooling = mocker.patch("tools.send.deliver.cooling_down", return_value={"smtp"})
+    tools.send_due_emails()
+    mocker.stop(cooling)
+    mocker.stop(now)
     detail = _detail(workspace, skipped)
     assert detail["attempts"] == [] and "cooling down" in detail["last_error"]
 

@@ -18,7 +18,6 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
 import tools
 from persistence import sqlite_database_path
@@ -38,18 +37,21 @@ def _limited_workspace(limit: int) -> dict:
     return result
 
 
-def test_hourly_limit_blocks_the_next_send_and_frees_up_as_the_window_slides(runtime, smtp_sink):
+def test_hourly_limit_blocks_the_next_send_and_frees_up_as_the_window_slides(
+    runtime, smtp_sink, mocker
+):
     workspace = _limited_workspace(2)
     start = clock.utcnow()
     assert send(workspace, "a@example.com")["status"] == "sent"
-    with mock.patch("tools.clock.utcnow", return_value=start + timedelta(minutes=30)):
-        assert send(workspace, "b@example.com")["status"] == "sent"
-        blocked = send(workspace, "c@example.com")
+    now = mocker.patch("tools.clock.utcnow", return_value=start + timedelta(minutes=30))
+    assert send(workspace, "b@example.com")["status"] == "sent"
+    blocked = send(workspace, "c@example.com")
     assert blocked["error"]["code"] == "rate_limit_exceeded"
     assert blocked["status"] == "blocked"
-    with mock.patch("tools.clock.utcnow", return_value=start + timedelta(minutes=61)):
-        assert send(workspace, "c@example.com")["status"] == "sent"  # the first left the window
-        assert send(workspace, "d@example.com")["error"]["code"] == "rate_limit_exceeded"
+    now.return_value = start + timedelta(minutes=61)
+    assert send(workspace, "c@example.com")["status"] == "sent"  # the first left the window
+    assert send(workspace, "d@example.com")["error"]["code"] == "rate_limit_exceeded"
+    mocker.stop(now)
     assert len(smtp_sink.messages) == 3
 
 
@@ -64,15 +66,16 @@ def test_default_limit_comes_from_settings(smtp_sink, sqlite_url, tmp_path):
         tools.shutdown()
 
 
-def test_same_recipient_within_a_minute_is_throttled(workspace, smtp_sink, runtime):
+def test_same_recipient_within_a_minute_is_throttled(workspace, smtp_sink, runtime, mocker):
     start = clock.utcnow()
     assert send(workspace, "bob@example.com")["status"] == "sent"
     throttled = send(workspace, "BOB@example.com")  # another execution, same person
     assert throttled["error"]["code"] == "recipient_throttled"
-    with mock.patch("tools.clock.utcnow", return_value=start + timedelta(seconds=59)):
-        assert send(workspace, "bob@example.com")["error"]["code"] == "recipient_throttled"
-    with mock.patch("tools.clock.utcnow", return_value=start + timedelta(seconds=61)):
-        assert send(workspace, "bob@example.com")["status"] == "sent"
+    now = mocker.patch("tools.clock.utcnow", return_value=start + timedelta(seconds=59))
+    assert send(workspace, "bob@example.com")["error"]["code"] == "recipient_throttled"
+    now.return_value = start + timedelta(seconds=61)
+    assert send(workspace, "bob@example.com")["status"] == "sent"
+    mocker.stop(now)
     assert len(smtp_sink.messages) == 2
 
 
@@ -205,7 +208,7 @@ def test_limits_hold_across_processes_on_postgresql(postgres_url, smtp_sink, tmp
         tools.shutdown()
 
 
-def test_scheduled_send_waits_then_goes_through_the_checks_again(workspace, smtp_sink):
+def test_scheduled_send_waits_then_goes_through_the_checks_again(workspace, smtp_sink, mocker):
     count = 3
     wid = workspace["workspace_id"]
     later = (clock.utcnow() + timedelta(hours=2)).isoformat()
@@ -216,8 +219,9 @@ def test_scheduled_send_waits_then_goes_through_the_checks_again(workspace, smtp
     assert smtp_sink.messages == []
 
     tools.suppress(wid, "s1@example.com", "unsubscribed")  # appears while s1 waits
-    with mock.patch("tools.clock.utcnow", return_value=clock.utcnow() + timedelta(hours=3)):
-        counts = tools.send_due_emails()
+    now = mocker.patch("tools.clock.utcnow", return_value=clock.utcnow() + timedelta(hours=3))
+    counts = tools.send_due_emails()
+    mocker.stop(now)
     assert counts["due"] == 3 and counts["sent"] == 2 and counts["blocked"] == 1
     assert sorted(m.rcpt_tos[0] for m in smtp_sink.messages) == ["s0@example.com", "s2@example.com"]
     assert tools.get_email_status(results[1]["email_id"])["status"] == "blocked"
@@ -271,30 +275,33 @@ def test_every_recipient_counts_toward_the_hourly_limit(runtime, smtp_sink):
     assert len(smtp_sink.messages) == 2
 
 
-def test_due_send_waits_while_the_limit_is_full_then_goes(runtime, smtp_sink):
+def test_due_send_waits_while_the_limit_is_full_then_goes(runtime, smtp_sink, mocker):
     workspace = _limited_workspace(1)
     start = clock.utcnow()
     scheduled = send(
         workspace, "later@example.com", scheduled_for=(start + timedelta(minutes=5)).isoformat()
     )
     assert send(workspace, "now@example.com")["status"] == "sent"  # uses the hour's one slot
-    with mock.patch("tools.clock.utcnow", return_value=start + timedelta(minutes=10)):
-        assert tools.send_due_emails()["deferred"] == 1
+    now = mocker.patch("tools.clock.utcnow", return_value=start + timedelta(minutes=10))
+    assert tools.send_due_emails()["deferred"] == 1
+    mocker.stop(now)
     assert tools.get_email_status(scheduled["email_id"])["status"] == "scheduled"
-    with mock.patch("tools.clock.utcnow", return_value=start + timedelta(minutes=61)):
-        assert tools.send_due_emails()["sent"] == 1
+    now = mocker.patch("tools.clock.utcnow", return_value=start + timedelta(minutes=61))
+    assert tools.send_due_emails()["sent"] == 1
+    mocker.stop(now)
     assert tools.get_email_status(scheduled["email_id"])["status"] == "sent"
     assert len(smtp_sink.messages) == 2
 
 
-def test_due_send_is_blocked_when_a_circuit_failed_meanwhile(workspace, smtp_sink):
+def test_due_send_is_blocked_when_a_circuit_failed_meanwhile(workspace, smtp_sink, mocker):
     wid = workspace["workspace_id"]
     execution_id = approve(wid)
     later = (clock.utcnow() + timedelta(hours=1)).isoformat()
     scheduled = send(workspace, circuit_execution_id=execution_id, scheduled_for=later)
     tools.record_circuit_result(wid, execution_id, "CX05", False)
-    with mock.patch("tools.clock.utcnow", return_value=clock.utcnow() + timedelta(hours=2)):
-        assert tools.send_due_emails()["blocked"] == 1
+    now = mocker.patch("tools.clock.utcnow", return_value=clock.utcnow() + timedelta(hours=2))
+    assert tools.send_due_emails()["blocked"] == 1
+    mocker.stop(now)
     status = tools.get_email_status(scheduled["email_id"])
     assert status["status"] == "blocked" and status["error_code"] == "circuit_validation_failed"
     assert smtp_sink.messages == []

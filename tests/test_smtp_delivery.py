@@ -5,7 +5,6 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from unittest import mock
 
 import pytest
 
@@ -242,17 +241,16 @@ def test_refused_sender_fails_at_once_and_a_busy_one_is_retried(workspace, smtp_
 
 
 def test_a_message_that_fails_to_build_leaves_no_open_transaction_behind(
-    workspace, smtp_sink, runtime
+    workspace, smtp_sink, runtime, mocker
 ):
     # DATA is on its way when the message is built; a build that fails (a fault no input
     # produces, hence the patch) must not leave that half-open transaction on a reused
     # connection, where the next send's MAIL FROM would be refused as nested. The send itself
     # is escalated (a crash after the commit: never resent).
-    with (
-        mock.patch("tools.providers.smtp.build_mime", side_effect=RuntimeError("boom")),
-        pytest.raises(RuntimeError, match="boom"),
-    ):
+    broken = mocker.patch("tools.providers.smtp.build_mime", side_effect=RuntimeError("boom"))
+    with pytest.raises(RuntimeError, match="boom"):
         send(workspace, "a@example.com")
+    mocker.stop(broken)
     assert smtp_sink.messages == []
     assert runtime.delivery.providers[0].idle_connections == 0  # closed, not pooled
     [crashed] = tools.get_send_history(workspace["workspace_id"])["executions"]

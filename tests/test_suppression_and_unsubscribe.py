@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from unittest import mock
 from urllib.parse import unquote
 
 import pytest
@@ -55,18 +54,19 @@ def test_suppression_belongs_to_one_workspace(workspace, smtp_sink):
     assert send(workspace)["status"] == "sent"
 
 
-def test_hard_bounce_expires_after_30_days_but_unsubscribe_does_not(workspace, smtp_sink):
+def test_hard_bounce_expires_after_30_days_but_unsubscribe_does_not(workspace, smtp_sink, mocker):
     wid = workspace["workspace_id"]
     tools.suppress(wid, "bounce@example.com", "bounced", bounce_type="hard")
     tools.suppress(wid, "gone@example.com", "unsubscribed")
     start = clock.utcnow()
-    with mock.patch("tools.clock.utcnow", return_value=start + timedelta(days=29)):
-        assert tools.is_suppressed(wid, "bounce@example.com") is True
+    now = mocker.patch("tools.clock.utcnow", return_value=start + timedelta(days=29))
+    assert tools.is_suppressed(wid, "bounce@example.com") is True
     later = start + timedelta(days=31)
-    with mock.patch("tools.clock.utcnow", return_value=later):
-        assert tools.is_suppressed(wid, "bounce@example.com") is False
-        assert tools.is_suppressed(wid, "gone@example.com") is True
-        assert send(workspace, "bounce@example.com")["status"] == "sent"
+    now.return_value = later
+    assert tools.is_suppressed(wid, "bounce@example.com") is False
+    assert tools.is_suppressed(wid, "gone@example.com") is True
+    assert send(workspace, "bounce@example.com")["status"] == "sent"
+    mocker.stop(now)
 
 
 def test_suppress_rejects_bad_input(workspace):
@@ -123,28 +123,30 @@ def test_tampered_or_foreign_token_changes_nothing(tamper, workspace, smtp_sink)
     assert tools.is_suppressed(workspace["workspace_id"], "bob@example.com") is False
 
 
-def test_expired_token_changes_nothing(workspace, smtp_sink, runtime):
+def test_expired_token_changes_nothing(workspace, smtp_sink, runtime, mocker):
     send(workspace)
     token = _token_from(smtp_sink.messages[0].data)
     max_age = runtime.settings.unsubscribe_token_max_age_days * 86_400
-    with mock.patch(
+    expired = mocker.patch(
         "itsdangerous.timed.time.time", return_value=__import__("time").time() + max_age + 10
-    ):
-        result = tools.unsubscribe(token)
+    )
+    result = tools.unsubscribe(token)
+    mocker.stop(expired)
     assert result["success"] is False and result["error"]["reason"] == "expired"
     assert tools.is_suppressed(workspace["workspace_id"], "bob@example.com") is False
 
 
-def test_a_new_bounce_restarts_the_30_days(workspace):
+def test_a_new_bounce_restarts_the_30_days(workspace, mocker):
     wid = workspace["workspace_id"]
     start = clock.utcnow()
     tools.suppress(wid, "bounce@example.com", "bounced", bounce_type="hard")
-    with mock.patch("tools.clock.utcnow", return_value=start + timedelta(days=20)):
-        tools.suppress(wid, "bounce@example.com", "bounced", bounce_type="hard")
-    with mock.patch("tools.clock.utcnow", return_value=start + timedelta(days=45)):
-        assert tools.is_suppressed(wid, "bounce@example.com") is True
-    with mock.patch("tools.clock.utcnow", return_value=start + timedelta(days=51)):
-        assert tools.is_suppressed(wid, "bounce@example.com") is False
+    now = mocker.patch("tools.clock.utcnow", return_value=start + timedelta(days=20))
+    tools.suppress(wid, "bounce@example.com", "bounced", bounce_type="hard")
+    now.return_value = start + timedelta(days=45)
+    assert tools.is_suppressed(wid, "bounce@example.com") is True
+    now.return_value = start + timedelta(days=51)
+    assert tools.is_suppressed(wid, "bounce@example.com") is False
+    mocker.stop(now)
 
 
 def test_concurrent_unsubscribes_of_one_address_both_succeed_on_postgresql(
