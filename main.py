@@ -318,6 +318,20 @@ def run_update_workspace(args: argparse.Namespace) -> int:
     return 0 if result["success"] else 1
 
 
+def run_load_crm(args: argparse.Namespace) -> int:
+    from tools.crm_loader import load_crm_rows, read_crm_file
+    from tools.errors import ToolFailure
+
+    try:
+        tables = read_crm_file(Path(args.file), args.table)
+    except ToolFailure as failure:
+        print(failure.message, file=sys.stderr)
+        return 1
+    result = load_crm_rows(args.workspace_id, **tables)
+    _print(result)
+    return 0 if result["success"] else 1
+
+
 def run_serve(args: argparse.Namespace) -> int:
     from api import create_app
     from api.server import make_server, serve_until_stopped
@@ -374,6 +388,23 @@ def build_parser() -> argparse.ArgumentParser:
     update.add_argument("--rate-limit", type=int, help="recipients per hour")
     update.add_argument("--note", help="why (kept with the change)")
     update.set_defaults(handler=run_update_workspace)
+
+    crm = commands.add_parser(
+        "load-crm",
+        help="load CRM rows (contacts, organizations, campaigns, brand rules) for a demo or a "
+        "test; upserted by id, all or nothing",
+    )
+    crm.add_argument("workspace_id")
+    crm.add_argument(
+        "file",
+        help="a .json file (an object of tables, each a list of rows) or a .csv file (one table)",
+    )
+    crm.add_argument(
+        "--table",
+        choices=["contacts", "organizations", "campaigns", "synthex_tenant_profiles"],
+        help="the table a .csv file fills (default: the file's name)",
+    )
+    crm.set_defaults(handler=run_load_crm)
 
     serve = commands.add_parser("serve", help="run the HTTP API on waitress")
     serve.add_argument("--host", default="127.0.0.1")

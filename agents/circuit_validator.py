@@ -1,4 +1,7 @@
-"""CircuitValidatorAgent: asks `validate_circuits` whether CX01-CX06 passed for the job."""
+"""CircuitValidatorAgent: asks `validate_circuits` whether CX01-CX06 passed for the job.
+
+The job's CRM context goes into the verdict, so the transcript shows what the validator was
+told; only the circuits decide it."""
 
 from __future__ import annotations
 
@@ -42,6 +45,7 @@ class CircuitValidatorAgent(BaseChatAgent):
             missing_circuits=result.get("missing_circuits", []),
             failed_circuits=result.get("failed_circuits", []),
             error=error.get("message") if isinstance(error, dict) else None,
+            crm_context=job.crm_context,
         )
         return Response(chat_message=structured(verdict, self.name), inner_messages=events)
 

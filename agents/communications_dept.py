@@ -5,6 +5,10 @@ candidate (an approved execution and its recipient) to delegate and write a note
 tool, `delegate_send(candidate, note)`, that takes no content. Subject, bodies, headers and
 addresses always come from the request (checked by `send_email` against CX06's output), so
 nothing a model says can reach the wire; a call that does not fit the tool delegates nothing.
+
+Before it decides, it reads each candidate's CRM context (`get_crm_context`: the recipient
+as a contact, the request's client as an organization). A model is shown it; the job carries
+the chosen candidate's to the rest of the team and the transcript. It informs, never writes.
 """
 
 from __future__ import annotations
@@ -21,8 +25,9 @@ from autogen_core.models import ChatCompletionClient, SystemMessage, UserMessage
 from autogen_core.tools import ParametersSchema, ToolSchema
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+import tools
 from agents.messages import SendJob, SendRequest
-from agents.tooling import latest, structured
+from agents.tooling import ServiceTool, call_tool, latest, structured
 
 
 class _Delegation(BaseModel):
@@ -62,6 +67,7 @@ class CommunicationsDept(BaseChatAgent):
     ) -> None:
         super().__init__(name, "Delegates approved sends to the email team.")
         self._model_client = model_client
+        self._crm = ServiceTool(tools.get_crm_context)
 
     @property
     def produced_message_types(self) -> Sequence[type[BaseChatMessage]]:
@@ -80,18 +86,43 @@ class CommunicationsDept(BaseChatAgent):
                 client_id="",
             )
             return Response(chat_message=structured(job, self.name))
+        contexts, events = await self._crm_contexts(request)
         if self._model_client is None:
             job = _job(request, 0, None, "script", "scripted: the request's first candidate")
         else:
-            job = await self._ask_model(request, cancellation_token)
-        return Response(chat_message=structured(job, self.name))
+            job = await self._ask_model(request, contexts, cancellation_token)
+        if job.delegated and job.recipient is not None:
+            job = job.model_copy(update={"crm_context": contexts[job.recipient]})
+        return Response(chat_message=structured(job, self.name), inner_messages=events)
+
+    async def _crm_contexts(
+        self, request: SendRequest
+    ) -> tuple[dict[str, dict[str, Any]], list[Any]]:
+        """Each candidate recipient's CRM context (empty where the lookup failed: context
+        is never a reason not to send), and the tool calls that read them."""
+        contexts: dict[str, dict[str, Any]] = {}
+        events: list[Any] = []
+        for recipient in dict.fromkeys(c.recipient for c in request.candidates):
+            arguments = {
+                "workspace_id": request.workspace_id,
+                "recipient": recipient,
+                "client_id": request.client_id,
+            }
+            result, calls = await call_tool(self._crm, arguments, self.name)
+            contexts[recipient] = result.get("crm_context") or {}
+            events.extend(calls)
+        return contexts, events
 
     async def _ask_model(
-        self, request: SendRequest, cancellation_token: CancellationToken
+        self,
+        request: SendRequest,
+        contexts: dict[str, dict[str, Any]],
+        cancellation_token: CancellationToken,
     ) -> SendJob:
         assert self._model_client is not None
         listing = "\n".join(
-            f"{i}: execution {c.circuit_execution_id} to {c.recipient}"
+            f"{i}: execution {c.circuit_execution_id} to {c.recipient}; CRM context: "
+            f"{json.dumps(contexts[c.recipient], sort_keys=True)}"
             for i, c in enumerate(request.candidates)
         )
         try:

@@ -47,6 +47,9 @@ class SendJob(BaseModel):
     reason: str
     note: str | None = None  # the model's note, for the transcript only; never sent
     decided_by: str  # "script" or "model"
+    # What the CRM knows of the recipient and client (`get_crm_context`): it informs the team
+    # and the transcript; nothing in it reaches the email.
+    crm_context: dict[str, Any] = {}
     workspace_id: str
     client_id: str
     circuit_execution_id: str | None = None
@@ -78,6 +81,7 @@ class CircuitVerdict(BaseModel):
     missing_circuits: list[str] = []
     failed_circuits: list[str] = []
     error: str | None = None
+    crm_context: dict[str, Any] = {}  # the job's, as the validator saw it; never decides
 
 
 class SendOutcome(BaseModel):

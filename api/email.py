@@ -1,5 +1,5 @@
 """Seed 000's routes under /api/email: send (still circuit-bound), validate, status,
-providers."""
+providers; and seed 001's read-only CRM context."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from api.auth import protected_blueprint
 from api.responses import send_response, tool_response
 from api.schemas import (
     SEND_RESPONSES,
+    CrmContextQuery,
+    CrmContextResponse,
     ErrorResponse,
     ExecutionsQuery,
     MetricsResponse,
@@ -89,6 +91,13 @@ def executions(query: ExecutionsQuery):
         created_before=query.createdBefore,
     )
     return tool_response(result)
+
+
+@email.get("/crm-context", responses={200: CrmContextResponse})
+def crm_context(query: CrmContextQuery):
+    """What the CRM knows of `recipient` and of the client `clientId` (read only): seed 001's
+    CRMContext, as stored with each send this workspace accepts."""
+    return tool_response(tools.get_crm_context(g.workspace_id, query.recipient, query.clientId))
 
 
 @email.get("/providers/health", responses={200: ProviderHealthResponse})

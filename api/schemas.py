@@ -96,6 +96,11 @@ class ExecutionsQuery(_Query):
     offset: PageOffset = 0
 
 
+class CrmContextQuery(_Query):
+    recipient: Address
+    clientId: UUIDStr | None = None
+
+
 class ProviderHealthQuery(_Query):
     windowMinutes: Annotated[int, Field(ge=1, le=7 * 24 * 60)] = 60
 
@@ -329,6 +334,16 @@ class ReputationResponse(_Open):
     judged: bool
     signals: list[dict[str, Any]]
     sending_paused: bool
+
+
+class CrmContextResponse(_Open):
+    success: Literal[True]
+    recipient: str
+    client_id: str | None
+    crm_context: dict[str, Any] = Field(
+        description="Seed 001's CRMContext: lead_stage, last_contacted_at, service_category, "
+        "location, historical_engagement, brand_rules; a field the CRM has no value for is absent"
+    )
 
 
 class WorkspaceResponse(_Open):

@@ -9,9 +9,10 @@ figure printed is how close the service comes. Each round checks that every answ
 "sent" and that the sink received exactly one message per send.
 
 The database is a fresh SQLite file, or with `--postgres URL` a fresh database created on that
-server (and dropped afterwards). The sends go to `--workspaces` workspaces in turn. `--repo`
-runs another checkout's `main.py` (and its own tools, for the set-up), so two commits can be
-compared in one sitting:
+server, owned by a fresh role that is no superuser, which the service connects as (so the
+row-level security policies apply, as in production); both are dropped afterwards. The
+sends go to `--workspaces` workspaces in turn. `--repo` runs another checkout's `main.py`
+(and its own tools, for the set-up), so two commits can be compared in one sitting:
 
     python bench/serve_latency.py                       # SQLite, 200 sends, 16 clients
     python bench/serve_latency.py --postgres postgresql+psycopg://postgres@127.0.0.1:5432/test
@@ -137,15 +138,20 @@ def fresh_database(postgres: str | None, tmp: Path) -> Iterator[str]:
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
 
+    # The service connects as an ordinary role, the database's owner, as it should in
+    # production: a superuser would skip the row-level security policies being measured.
     name = f"bench_latency_{uuid.uuid4().hex[:12]}"
     admin = create_engine(postgres, isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
+        connection.execute(text(f'CREATE ROLE "{name}" LOGIN NOSUPERUSER NOBYPASSRLS'))
+        connection.execute(text(f'CREATE DATABASE "{name}" OWNER "{name}"'))
     try:
-        yield make_url(postgres).set(database=name).render_as_string(hide_password=False)
+        url = make_url(postgres).set(database=name, username=name)
+        yield url.render_as_string(hide_password=False)
     finally:
         with admin.connect() as connection:
             connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            connection.execute(text(f'DROP ROLE IF EXISTS "{name}"'))
         admin.dispose()
 
 

@@ -29,6 +29,7 @@ from persistence.models import (
     Workspace,
 )
 from persistence.states import AttemptOutcome, CorrectionAction, ExecutionStatus
+from persistence.tenancy import all_workspaces, scope_of, workspace_scope
 
 __all__ = [
     "AgentTranscript",
@@ -51,11 +52,14 @@ __all__ = [
     "Suppression",
     "TenantProfile",
     "Workspace",
+    "all_workspaces",
     "begin_unsynced",
     "make_engine",
     "make_session_factory",
     "read_only",
+    "scope_of",
     "sqlite_database_path",
     "unavailable",
     "upgrade_to_head",
+    "workspace_scope",
 ]

@@ -4,9 +4,10 @@ On SQLite the database's write lock serialises the read-check-insert of the send
 across threads and processes (`persistence/sqlite.py`); PostgreSQL gets the same guarantee
 from a row lock on the workspace (`tools/send/queries.py`).
 
-A transaction on `read_only(engine)` writes nothing and takes no write lock: SQLite begins it
-deferred (in WAL mode a reader never waits for the writer), PostgreSQL as `READ ONLY`. The tools
-read through it, so a status lookup or an API key check never queues behind a send.
+A transaction on `read_only(engine)` cannot write (a write fails) and takes no write lock:
+SQLite begins it deferred with `query_only` on (in WAL mode a reader never waits for the
+writer), PostgreSQL as `READ ONLY`. The tools read through it, so a status lookup or an API
+key check never queues behind a send.
 
 Every commit waits for the disk (SQLite `synchronous=FULL`), except in `begin_unsynced`: there
 the commit survives a crash of this process but may be lost to a power cut or an OS crash (on
@@ -30,6 +31,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session, sessionmaker
 
 from persistence.sqlite import sqlite_engine
+from persistence.tenancy import all_workspaces, current_scope
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 # Any fixed number: the PostgreSQL advisory lock that stops two processes migrating at once.
@@ -61,8 +63,17 @@ def _failed_ping_means_reconnect(context: ExceptionContext) -> None:
 
 
 def _postgresql_begin(connection: Connection) -> None:
+    # Transaction-local settings, in the one statement: the workspace the row-level security
+    # policies show (`persistence/tenancy.py`), and an unsynced commit.
+    settings = []
+    scope = current_scope()
+    if scope is not None:
+        settings.append(("app.workspace_id", scope))
     if connection.get_execution_options().get(_UNSYNCED, False):
-        connection.exec_driver_sql("SET LOCAL synchronous_commit = off")
+        settings.append(("synchronous_commit", "off"))
+    if settings:
+        calls = ", ".join("set_config(%s, %s, true)" for _ in settings)
+        connection.exec_driver_sql(f"SELECT {calls}", tuple(v for pair in settings for v in pair))
 
 
 def read_only(engine: Engine) -> Engine:
@@ -116,10 +127,11 @@ def sqlite_database_path(url: str) -> Path | None:
 
 
 def upgrade_to_head(engine: Engine) -> None:
-    """Apply every Alembic migration the database has not had yet."""
+    """Apply every Alembic migration the database has not had yet (over every workspace's
+    rows: a migration is not a tenant's)."""
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    with engine.begin() as connection:
+    with all_workspaces(), engine.begin() as connection:
         if connection.dialect.name == "postgresql":
             connection.execute(
                 text("SELECT pg_advisory_xact_lock(:id)"), {"id": _MIGRATION_LOCK_ID}

@@ -166,6 +166,9 @@ class EmailExecution(Base):
     reschedule_count: Mapped[int] = mapped_column(Integer, server_default="0", default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
     error_code: Mapped[str | None] = mapped_column(String(40))
+    # What the CRM knew of the recipient and the client when the send was accepted (seed
+    # 001's CRMContext, `tools/crm_context.py`): for the audit trail; it never changes content.
+    crm_context: Mapped[dict[str, Any] | None]
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 
@@ -378,11 +381,16 @@ class AgentTranscript(Base):
     created_at: Mapped[datetime]
 
 
-# Read-only CRM context (seed 001). The service reads these, filtered by workspace; it never writes.
+# Read-only CRM context (seed 001, "CRM Context"): Unite-Hub's tables, which this service reads
+# (filtered by workspace, in read-only transactions: `tools/crm_context.py`) and never writes;
+# `main.py load-crm` fills them for a demo or a test.
 
 
 class Contact(Base):
+    """A recipient as the CRM knows them, found by address (case-insensitive)."""
+
     __tablename__ = "contacts"
+    __table_args__ = (Index("ix_contacts_address", "workspace_id", text("lower(email)")),)
 
     id: Mapped[str] = _uuid_column(primary_key=True)
     workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id"), index=True)
@@ -392,6 +400,8 @@ class Contact(Base):
 
 
 class Organization(Base):
+    """A client of the workspace: its id is the `client_id` a send is for."""
+
     __tablename__ = "organizations"
 
     id: Mapped[str] = _uuid_column(primary_key=True)
@@ -402,16 +412,25 @@ class Organization(Base):
 
 
 class Campaign(Base):
+    """A client's campaign; the newest one's engagement is a send's historical engagement."""
+
     __tablename__ = "campaigns"
+    __table_args__ = (
+        Index("ix_campaigns_client", "workspace_id", "organization_id", "started_at"),
+    )
 
     id: Mapped[str] = _uuid_column(primary_key=True)
     workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id"), index=True)
+    organization_id: Mapped[str | None] = mapped_column(ForeignKey("organizations.id"))
     name: Mapped[str] = mapped_column(String(200))
     historical_engagement: Mapped[dict[str, Any] | None]
+    started_at: Mapped[datetime | None]
 
 
 class TenantProfile(Base):
-    __tablename__ = "tenant_profiles"
+    """The workspace's brand rules (seed 001 names the table after the Synthex product)."""
+
+    __tablename__ = "synthex_tenant_profiles"
 
     id: Mapped[str] = _uuid_column(primary_key=True)
     workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id"), unique=True)

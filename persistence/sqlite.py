@@ -3,7 +3,8 @@
 Every writing transaction starts with `BEGIN IMMEDIATE`, so the database's write lock
 serialises the read-check-insert of the send limits across threads and processes. A reading
 one (`persistence.read_only`) begins deferred and never waits: in WAL mode a reader does not
-block on the writer.
+block on the writer. It runs with `query_only` on, so a write on it fails as it would in
+PostgreSQL's `READ ONLY` transaction.
 """
 
 from __future__ import annotations
@@ -35,14 +36,16 @@ def sqlite_engine(url: URL, *, read_only_option: str, unsynced_option: str) -> E
     @event.listens_for(engine, "begin")
     def _begin(connection: Connection) -> None:
         options = connection.get_execution_options()
+        driver = connection.connection.driver_connection
+        # The pragmas go straight to the driver (they cannot wait on a lock) and are set on
+        # every transaction, so a pooled connection never keeps a mode for the next one.
         if options.get(read_only_option, False):
+            driver.execute("PRAGMA query_only=ON")
             connection.exec_driver_sql("BEGIN")
             return
-        # Set on every transaction, so an unsynced one can never leave its connection
-        # unsynced. FULL is spelled out: a build's default for WAL mode may be NORMAL. The
-        # pragma goes straight to the driver (it cannot wait on a lock); BEGIN goes through
+        driver.execute("PRAGMA query_only=OFF")
+        # FULL is spelled out: a build's default for WAL mode may be NORMAL. BEGIN goes through
         # SQLAlchemy, so a lock timeout still arrives as SQLAlchemy's OperationalError.
-        driver = connection.connection.driver_connection
         unsynced = options.get(unsynced_option, False)
         driver.execute("PRAGMA synchronous=NORMAL" if unsynced else "PRAGMA synchronous=FULL")
         connection.exec_driver_sql("BEGIN IMMEDIATE")

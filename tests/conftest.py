@@ -128,17 +128,22 @@ def postgres_server_url() -> str:
 
 @pytest.fixture
 def postgres_url(postgres_server_url: str) -> Iterator[str]:
-    """A database of its own on the shared server, dropped afterwards."""
+    """A database of its own on the shared server, dropped afterwards, owned by a role of its
+    own that is no superuser, as the service should connect in production: superusers bypass
+    row-level security, so through this URL every PostgreSQL test runs under it."""
     name = f"email_test_{uuid.uuid4().hex[:16]}"
     admin = create_engine(postgres_server_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(postgres_server_url).set(database=name).render_as_string(hide_password=False)
+        connection.execute(text(f'CREATE ROLE "{name}" LOGIN NOSUPERUSER NOBYPASSRLS'))
+        connection.execute(text(f'CREATE DATABASE "{name}" OWNER "{name}"'))
+    server = make_url(postgres_server_url)
+    url = server.set(database=name, username=name).render_as_string(hide_password=False)
     try:
         yield url
     finally:
         with admin.connect() as connection:
             connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            connection.execute(text(f'DROP ROLE IF EXISTS "{name}"'))
         admin.dispose()
 
 

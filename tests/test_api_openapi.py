@@ -41,6 +41,7 @@ def test_the_document_describes_every_route_and_the_docs_page_is_served(api, wor
         "/api/email/providers",
         "/api/email/executions",
         "/api/email/providers/health",
+        "/api/email/crm-context",
         "/api/email/suppressions",
         "/api/email/suppressions/remove",
         "/api/email/escalations",
@@ -93,7 +94,7 @@ def test_no_server_error_and_no_answer_that_breaks_the_document(runtime, workspa
     schema = schemathesis.openapi.from_wsgi("/openapi.json", create_app())
     headers = {"Authorization": f"Bearer {workspace['api_key']}"}
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) == 27
+    assert len(operations) == 28
 
     # Valid requests, and requests that break the document (which must be refused cleanly).
     for operation, mode in itertools.product(operations, GenerationMode):

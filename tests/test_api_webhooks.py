@@ -21,7 +21,7 @@ from sqlalchemy import func, select
 from svix.webhooks import Webhook
 
 import tools
-from persistence import EmailMetrics, ProviderEvent
+from persistence import EmailMetrics, ProviderEvent, all_workspaces
 from tests.builders import ASSET, api_settings, approve, make_settings
 from tests.fake_http import Reply
 from tests.fake_providers import FakeSendGrid
@@ -118,7 +118,7 @@ def sendgrid_events(sent: dict, fake, *kinds: dict[str, Any]) -> bytes:
 
 
 def stored_events() -> int:
-    with tools.get_runtime().sessions() as session:
+    with all_workspaces(), tools.get_runtime().sessions() as session:
         return session.scalar(select(func.count()).select_from(ProviderEvent)) or 0
 
 
@@ -400,7 +400,7 @@ def test_an_event_waiting_longer_than_seven_days_is_no_longer_matched(
     api, workspace, sendgrid_fake, sendgrid_signer
 ):
     _store_early_bounce(api, sendgrid_signer, "old789")
-    with tools.get_runtime().sessions() as session, session.begin():
+    with all_workspaces(), tools.get_runtime().sessions() as session, session.begin():
         event = session.scalars(select(ProviderEvent)).one()
         event.received_at = datetime.now(UTC) - timedelta(days=8)
     sendgrid_fake.script.append(Reply(202, None, {"X-Message-Id": "old789"}))
@@ -748,7 +748,7 @@ def test_an_event_that_arrives_before_the_send_is_recorded_is_kept_with_the_send
         assert status["status"] == "sent" and status["provider"] == "sendgrid"
         assert status["delivery_attempts"] == 1
         assert status["engagement"]["delivered"] is True
-        with tools.get_runtime().sessions() as session:
+        with all_workspaces(), tools.get_runtime().sessions() as session:
             metrics = session.scalars(
                 select(EmailMetrics).where(EmailMetrics.execution_id == sent["email_id"])
             ).one()

@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import text
 
 import tools
+from persistence import workspace_scope
 from tests.builders import make_settings, send
 from tools import clock
 
@@ -30,7 +31,8 @@ def test_the_view_answers_the_seeds_query(any_database, smtp_sink):
         send(workspace, f"r{n}@example.com")
     send(other, "x@example.com")
 
-    with any_database.engine.connect() as conn:
+    # On PostgreSQL the view is read as the workspace's own transaction, as the service reads it.
+    with workspace_scope(workspace["workspace_id"]), any_database.engine.connect() as conn:
         rows = (
             conn.execute(
                 text("SELECT * FROM email_agent_performance WHERE workspace_id = :w"),

@@ -23,6 +23,7 @@ from persistence import (
     ExecutionStatus,
     SelfCorrectionAction,
     Workspace,
+    all_workspaces,
     begin_unsynced,
     make_engine,
     read_only,
@@ -42,7 +43,7 @@ TABLES = {
     "contacts",
     "organizations",
     "campaigns",
-    "tenant_profiles",
+    "synthex_tenant_profiles",
     "email_delivery_attempts",
     "sent_messages",
 }
@@ -61,6 +62,10 @@ def _check_schema(url: str) -> None:
         engine.dispose()
 
 
+# SQLAlchemy cannot reflect SQLite's expression indexes (the contacts' address, any case);
+# the migration creates it, and the PostgreSQL test compares it.
+@pytest.mark.filterwarnings("ignore:Skipped unsupported reflection of expression-based index")
+@pytest.mark.filterwarnings("ignore:autogenerate skipping metadata-specified expression-based")
 def test_migrations_match_the_models_on_sqlite(tmp_path):
     _check_schema(f"sqlite:///{tmp_path / 'schema.db'}")
 
@@ -89,11 +94,11 @@ def _refused_states(url: str) -> list[str]:
     }
     refused = []
     try:
-        with engine.begin() as connection:
+        with all_workspaces(), engine.begin() as connection:
             _one_row_each(connection)
         for name, statement in statements.items():
             try:
-                with engine.begin() as connection:
+                with all_workspaces(), engine.begin() as connection:
                     connection.exec_driver_sql(statement)
             except IntegrityError:
                 refused.append(name)

@@ -14,14 +14,13 @@ import uuid
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
 import pytest
 from sqlalchemy import select, update
 
 import tools
 from api import create_app
-from persistence import EmailExecution, ProviderBreaker, SelfCorrectionAction
+from persistence import EmailExecution, ProviderBreaker, SelfCorrectionAction, workspace_scope
 from tests.builders import api_settings, approve, make_settings, send
 from tests.fake_providers import resend_reply, sendgrid_reply
 from tests.observers import attempt_rows
@@ -67,7 +66,7 @@ def _breaker(provider: str) -> ProviderBreaker | None:
 
 
 def test_breaker_opens_after_n_failures_skips_the_provider_then_closes(
-    configure, sendgrid_fake, resend_fake
+    configure, sendgrid_fake, resend_fake, mocker
 ):
     workspace = configure()
     start = clock.utcnow()
@@ -91,14 +90,17 @@ def test_breaker_opens_after_n_failures_skips_the_provider_then_closes(
     assert len(sendgrid_fake.requests) == asked
 
     # After the cool-down the next send tries SendGrid again; it answers, the breaker closes.
-    with mock.patch("tools.clock.utcnow", return_value=start + timedelta(seconds=121)):
-        fourth = send(workspace, "d@example.com")
+    now = mocker.patch("tools.clock.utcnow", return_value=start + timedelta(seconds=121))
+    fourth = send(workspace, "d@example.com")
+    mocker.stop(now)
     assert fourth["execution_result"]["provider"] == "sendgrid"
     assert _breaker("sendgrid").state == "closed"
     assert _actions() == [("open_breaker", "sendgrid"), ("close_breaker", "sendgrid")]
 
 
-def test_a_due_send_skips_a_provider_that_is_cooling_down(configure, sendgrid_fake, resend_fake):
+def test_a_due_send_skips_a_provider_that_is_cooling_down(
+    configure, sendgrid_fake, resend_fake, mocker
+):
     workspace = configure()
     start = clock.utcnow()
     later = (start + timedelta(seconds=30)).isoformat()
@@ -109,13 +111,14 @@ def test_a_due_send_skips_a_provider_that_is_cooling_down(configure, sendgrid_fa
     assert _breaker("sendgrid").state == "open"
 
     asked = len(sendgrid_fake.requests)
-    with mock.patch("tools.clock.utcnow", return_value=start + timedelta(seconds=60)):
-        assert tools.send_due_emails()["sent"] == 1
+    now = mocker.patch("tools.clock.utcnow", return_value=start + timedelta(seconds=60))
+    assert tools.send_due_emails()["sent"] == 1
+    mocker.stop(now)
     assert tools.get_email_status(scheduled["email_id"])["provider"] == "resend"
     assert len(sendgrid_fake.requests) == asked  # not even asked
 
 
-def test_a_failed_probe_reopens_the_breaker(configure, sendgrid_fake):
+def test_a_failed_probe_reopens_the_breaker(configure, sendgrid_fake, mocker):
     workspace = configure(breaker_failure_threshold=1)
     start = clock.utcnow()
     sendgrid_fake.script.extend([SG_503, SG_503])
@@ -123,8 +126,9 @@ def test_a_failed_probe_reopens_the_breaker(configure, sendgrid_fake):
     assert _breaker("sendgrid").state == "open"
 
     later = start + timedelta(seconds=121)
-    with mock.patch("tools.clock.utcnow", return_value=later):
-        result = send(workspace, "b@example.com")
+    now = mocker.patch("tools.clock.utcnow", return_value=later)
+    result = send(workspace, "b@example.com")
+    mocker.stop(now)
     assert result["execution_result"]["provider"] == "resend"
     breaker = _breaker("sendgrid")
     assert breaker.state == "open" and breaker.open_until >= later + timedelta(seconds=120)
@@ -141,13 +145,14 @@ def test_failures_of_the_message_do_not_count_against_the_provider(configure, se
     assert _actions() == []
 
 
-def test_failures_outside_the_window_do_not_add_up(configure, sendgrid_fake):
+def test_failures_outside_the_window_do_not_add_up(configure, sendgrid_fake, mocker):
     workspace = configure()
     start = clock.utcnow()
     sendgrid_fake.script.extend([SG_503, SG_503])
     send(workspace, "a@example.com")
-    with mock.patch("tools.clock.utcnow", return_value=start + timedelta(seconds=61)):
-        send(workspace, "b@example.com")
+    now = mocker.patch("tools.clock.utcnow", return_value=start + timedelta(seconds=61))
+    send(workspace, "b@example.com")
+    mocker.stop(now)
     assert _breaker("sendgrid").state == "closed"
     assert _breaker("sendgrid").failures == 1
 
@@ -171,7 +176,7 @@ def _fail_everywhere(sendgrid_fake, resend_fake, smtp_sink) -> None:
 
 
 def test_total_failure_is_rescheduled_once_and_the_worker_sends_it(
-    configure, sendgrid_fake, resend_fake, smtp_sink
+    configure, sendgrid_fake, resend_fake, smtp_sink, mocker
 ):
     workspace = configure()
     start = clock.utcnow()
@@ -189,16 +194,17 @@ def test_total_failure_is_rescheduled_once_and_the_worker_sends_it(
     assert decision["scheduled_for"] is not None
     assert tools.send_due_emails()["due"] == 0  # not before the delay
 
-    with mock.patch("tools.clock.utcnow", return_value=start + timedelta(seconds=301)):
-        assert tools.send_due_emails() == {
-            "due": 1,
-            "sent": 1,
-            "delivery_failed": 0,
-            "blocked": 0,
-            "deferred": 0,
-            "skipped": 0,
-            "unrecorded": 0,
-        }
+    now = mocker.patch("tools.clock.utcnow", return_value=start + timedelta(seconds=301))
+    assert tools.send_due_emails() == {
+        "due": 1,
+        "sent": 1,
+        "delivery_failed": 0,
+        "blocked": 0,
+        "deferred": 0,
+        "skipped": 0,
+        "unrecorded": 0,
+    }
+    mocker.stop(now)
     status = tools.get_email_status(email_id)
     assert status["status"] == "sent" and status["provider"] == "sendgrid"
     assert status["delivery_attempts"] == 4
@@ -208,15 +214,16 @@ def test_total_failure_is_rescheduled_once_and_the_worker_sends_it(
     assert len(sendgrid_fake.delivered) == 1 and smtp_sink.messages == []
 
 
-def test_second_total_failure_escalates(configure, sendgrid_fake, resend_fake, smtp_sink):
+def test_second_total_failure_escalates(configure, sendgrid_fake, resend_fake, smtp_sink, mocker):
     workspace = configure(breaker_failure_threshold=100)
     start = clock.utcnow()
     _fail_everywhere(sendgrid_fake, resend_fake, smtp_sink)
     email_id = send(workspace)["email_id"]
 
     _fail_everywhere(sendgrid_fake, resend_fake, smtp_sink)
-    with mock.patch("tools.clock.utcnow", return_value=start + timedelta(seconds=301)):
-        assert tools.send_due_emails()["delivery_failed"] == 1
+    now = mocker.patch("tools.clock.utcnow", return_value=start + timedelta(seconds=301))
+    assert tools.send_due_emails()["delivery_failed"] == 1
+    mocker.stop(now)
     # Resend saw a new key for the new round (its body changed: a fresh unsubscribe token).
     assert [r.headers["idempotency-key"] for r in resend_fake.requests] == [
         f"{email_id}.0",
@@ -337,7 +344,7 @@ def _send_and_die(url: str, call: dict[str, Any], sink: Any) -> None:
 
 
 def test_a_send_whose_process_died_during_delivery_is_escalated_by_the_worker_never_resent(
-    runtime, settings, workspace, smtp_sink, monkeypatch
+    runtime, settings, workspace, smtp_sink, monkeypatch, mocker
 ):
     import main
 
@@ -364,8 +371,9 @@ def test_a_send_whose_process_died_during_delivery_is_escalated_by_the_worker_ne
     monkeypatch.setenv("EMAIL_SIGNING_SECRET", "s")
     later = clock.utcnow() + timedelta(seconds=3601)
 
-    with mock.patch("tools.clock.utcnow", return_value=later):
-        assert main.main(["worker", "--once"]) == 0
+    now = mocker.patch("tools.clock.utcnow", return_value=later)
+    assert main.main(["worker", "--once"]) == 0
+    mocker.stop(now)
 
     tools.configure(settings)
     status = tools.get_email_status(email_id)
@@ -375,13 +383,14 @@ def test_a_send_whose_process_died_during_delivery_is_escalated_by_the_worker_ne
     assert decision["actions"][0]["inputs"]["stalled_send_seconds"] == 3600
     repeat = tools.send_email(**call)
     assert repeat["error"]["code"] == "duplicate_send" and repeat["status"] == "escalated"
-    with mock.patch("tools.clock.utcnow", return_value=later):
-        assert tools.escalate_stalled_sends() == 0  # once only
+    now = mocker.patch("tools.clock.utcnow", return_value=later)
+    assert tools.escalate_stalled_sends() == 0  # once only
+    mocker.stop(now)
     assert len(smtp_sink.messages) == 1
 
 
 def test_concurrent_sweeps_escalate_each_stalled_send_once_on_postgresql(
-    postgres_url, smtp_sink, tmp_path
+    postgres_url, smtp_sink, tmp_path, mocker
 ):
     tools.configure(make_settings(postgres_url, smtp_sink, tmp_path))
     try:
@@ -405,17 +414,18 @@ def test_concurrent_sweeps_escalate_each_stalled_send_once_on_postgresql(
             barrier.wait()
             counts.append(tools.escalate_stalled_sends())
 
-        with mock.patch("tools.clock.utcnow", return_value=later):
-            threads = [threading.Thread(target=sweep) for _ in range(4)]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join(60)
+        now = mocker.patch("tools.clock.utcnow", return_value=later)
+        threads = [threading.Thread(target=sweep) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        mocker.stop(now)
 
         assert sum(counts) == 3 and len(counts) == 4
         history = tools.get_send_history(wid)["executions"]
         assert sorted(e["status"] for e in history) == ["escalated"] * 3
-        with tools.get_runtime().sessions() as session:
+        with workspace_scope(wid), tools.get_runtime().sessions() as session:
             actions = session.scalars(select(SelfCorrectionAction.execution_id)).all()
         assert sorted(actions) == sorted(e["email_id"] for e in history)  # one record each
     finally:

@@ -11,6 +11,7 @@ from persistence.states import AttemptOutcome, CorrectionAction, ExecutionStatus
 from tools.addresses import describe_address
 from tools.boundary import ToolFunction, tool_function
 from tools.circuits import record_circuit_result, validate_circuits
+from tools.crm_context import get_crm_context
 from tools.engagement import collect_metrics, fold_waiting_events, receive_webhook
 from tools.engagement_evaluation import evaluate_engagement
 from tools.errors import ToolFailure, echo
@@ -73,6 +74,7 @@ _JSON_TOOLS: tuple[ToolFunction[Any, Any], ...] = (
     send_email,
     get_email_status,
     get_execution_detail,
+    get_crm_context,
     self_correct,
     suppress,
     is_suppressed,
@@ -112,6 +114,7 @@ __all__ = [
     "escalate_stalled_sends",
     "evaluate_engagement",
     "fold_waiting_events",
+    "get_crm_context",
     "get_email_status",
     "get_engagement_metrics",
     "get_execution_detail",

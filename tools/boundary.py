@@ -9,7 +9,9 @@ The public function takes the model's fields as parameters, in the model's order
 (`suppress(workspace_id, email, reason, bounce_type=None)`), and its JSON schema (`schema`,
 what the EmailAgent advertises to a model) is the model's. Calling it parses the arguments
 through the model (`tools.schemas.parse`: a None counts as not given), runs the body, and turns
-the expected failures into the tool's documented error result (`on_failure`):
+the expected failures into the tool's documented error result (`on_failure`). A tool called
+with a `workspace_id` runs in that workspace's scope (`persistence.tenancy`): on PostgreSQL its
+transactions see no other workspace's rows, whatever its queries forget. Expected failures:
 - a `ToolFailure`, raised by the parse or anywhere in the body;
 - the database being unreachable (`storage_unavailable`, see `persistence.unavailable`). A
   body that commits more than once must handle that itself where a partial commit matters
@@ -34,7 +36,7 @@ from pydantic.fields import FieldInfo
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
-from persistence import unavailable
+from persistence import unavailable, workspace_scope
 from tools.errors import ErrorCode, ToolFailure, echo, failure_result
 from tools.schemas import parse
 
@@ -105,7 +107,12 @@ class ToolFunction(Generic[M, R]):
         """Run the tool on JSON-style arguments (unknown names are an `invalid_input` result,
         as a model's tool call may carry them)."""
         try:
-            return self._body(parse(self.model, dict(arguments)))
+            parsed = parse(self.model, dict(arguments))
+            workspace_id = getattr(parsed, "workspace_id", None)
+            if workspace_id is None:
+                return self._body(parsed)
+            with workspace_scope(workspace_id):
+                return self._body(parsed)
         except ToolFailure as failure:
             return self._on_failure(arguments, failure)
         except DATABASE_ERRORS as error:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from persistence import EmailExecution
+from persistence import EmailExecution, workspace_scope
 from tools.runtime import Runtime
 
 _HEADERS_ONLY = BytesParser(policy=policy.default)
@@ -92,7 +92,7 @@ def _path_of(folder: Path, email_id: str) -> Path | None:
 
 def _own_ids(runtime: Runtime, workspace_id: str, email_ids: list[str]) -> set[str]:
     own: set[str] = set()
-    with runtime.reader.connect() as conn:
+    with workspace_scope(workspace_id), runtime.reader.connect() as conn:
         for start in range(0, len(email_ids), 500):  # a bounded IN list per query
             chunk = email_ids[start : start + 500]
             own.update(

@@ -23,7 +23,7 @@ from sqlalchemy import and_, case, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from persistence import EmailExecution, EmailMetrics, ProviderEvent
+from persistence import EmailExecution, EmailMetrics, ProviderEvent, all_workspaces
 from tools import clock
 from tools.addresses import address_key
 from tools.boundary import tool_function
@@ -72,7 +72,8 @@ def receive_webhook(args: ReceiveWebhookArgs) -> dict[str, Any]:
         )
     lowered = {name.lower(): value for name, value in args.headers.items()}
     events, rejected = webhook.read(lowered, args.body)
-    with runtime.sessions.begin() as session:
+    # Whose events these are is found by matching them to sends: across every workspace.
+    with all_workspaces(), runtime.sessions.begin() as session:
         stored = _store(session, events)
         _fold(session, [(row, ex) for row in stored if (ex := _send_of(session, row))])
     log.info(
@@ -90,7 +91,10 @@ def receive_webhook(args: ReceiveWebhookArgs) -> dict[str, Any]:
 
 def fold_waiting_events(workspace_id: str | None = None, limit: int = 1000) -> int:
     """Link and fold the stored events of the last 7 days whose send is now known (of one
-    workspace, or all; at most about `limit` per call). Returns how many were folded."""
+    workspace, or all; at most about `limit` per call). Returns how many were folded.
+
+    Over every workspace's rows even for one: an event waiting for its send belongs to no
+    workspace yet (the query limits itself to the sends of `workspace_id`)."""
     runtime = get_runtime()
     same_send = or_(
         EmailExecution.id == ProviderEvent.email_ref,
@@ -119,7 +123,7 @@ def fold_waiting_events(workspace_id: str | None = None, limit: int = 1000) -> i
     )
     if workspace_id is not None:
         query = query.where(EmailExecution.workspace_id == workspace_id)
-    with runtime.sessions() as session, session.begin():
+    with all_workspaces(), runtime.sessions() as session, session.begin():
         links: dict[str, tuple[ProviderEvent, EmailExecution]] = {}
         for event, execution in session.execute(query):
             links.setdefault(event.id, (event, execution))  # matched by both ids: once

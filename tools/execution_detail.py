@@ -32,7 +32,8 @@ from tools.transcripts import get_transcripts
 @tool_function(ExecutionDetailArgs, on_failure=not_found_failure)
 def get_execution_detail(args: ExecutionDetailArgs) -> dict[str, Any]:
     """The execution's fields (those of `get_email_status`, and client_id, cc, bcc, tags,
-    content_hash, message_id, created_at, reschedule_count), then `circuits`, `hashes`
+    content_hash, message_id, created_at, reschedule_count, crm_context: what the CRM knew when
+    it was accepted, None before the CRM context was kept), then `circuits`, `hashes`
     (`{cx06, accepted, sent, match}`), `messages` (each delivery round's message as handed
     over, oldest first), `attempts`, `self_corrections`, `engagement`, `events`, `transcripts`
     and `operator_actions`. An email of another workspace is reported as not found.
@@ -91,6 +92,7 @@ def _execution_fields(row: EmailExecution, attempts: int) -> dict[str, Any]:
         "scheduled_for": iso(row.scheduled_for),
         "last_updated": iso(row.updated_at),
         "delivery_attempts": attempts,
+        "crm_context": row.crm_context,
         "retry_count": row.retry_count,
         "reschedule_count": row.reschedule_count,
         "last_error": row.last_error,

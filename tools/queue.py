@@ -22,7 +22,7 @@ from celery import Celery
 from kombu.exceptions import OperationalError as BrokerError
 from sqlalchemy import bindparam, or_, select, update
 
-from persistence import EmailExecution, ExecutionStatus
+from persistence import EmailExecution, ExecutionStatus, all_workspaces
 from settings import Settings
 from tools import clock
 from tools.boundary import DATABASE_ERRORS
@@ -128,6 +128,7 @@ def publish_accepted(runtime: Runtime, email_id: str) -> None:
         _mark_published(runtime, [email_id])
 
 
+@all_workspaces()
 def dispatch(runtime: Runtime, limit: int = 500) -> int:
     """Publish the queued sends never published (or published longer ago than the broker
     keeps an unacknowledged task) and the due scheduled ones, in batches of

@@ -306,6 +306,56 @@ class SendHistoryArgs(_Args):
     created_before: TimeBound = None
 
 
+class CrmContextArgs(_Args):
+    """`get_crm_context`."""
+
+    workspace_id: UUIDStr
+    recipient: Annotated[Address, Field(description="The contact's address (any case)")]
+    client_id: Annotated[
+        UUIDStr | None, Field(description="The organization the send is for (UUID)")
+    ] = None
+
+
+_CrmText = Annotated[str, Field(min_length=1, max_length=200)]
+_CrmTime = Annotated[Annotated[datetime, Strict(False)] | None, AfterValidator(_timezone_required)]
+
+
+class ContactRow(_Args):
+    id: UUIDStr | None = None  # a new one when not given
+    email: Address
+    lead_stage: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    last_contacted_at: _CrmTime = None
+
+
+class OrganizationRow(_Args):
+    id: Annotated[UUIDStr, Field(description="The client_id sends for it name")]
+    name: _CrmText
+    service_category: Annotated[str, Field(max_length=120)] | None = None
+    location: _CrmText | None = None
+
+
+class CampaignRow(_Args):
+    id: UUIDStr | None = None
+    name: _CrmText
+    organization_id: UUIDStr | None = None
+    historical_engagement: dict[str, float] | None = None
+    started_at: _CrmTime = None
+
+
+class TenantProfileRow(_Args):
+    brand_rules: Annotated[dict[str, Any], AfterValidator(_json_object)]
+
+
+class LoadCrmArgs(_Args):
+    """CRM rows for one workspace (`tools.crm_loader.load_crm_rows`)."""
+
+    workspace_id: UUIDStr
+    contacts: Annotated[list[ContactRow], Field(max_length=100_000)] = []
+    organizations: Annotated[list[OrganizationRow], Field(max_length=100_000)] = []
+    campaigns: Annotated[list[CampaignRow], Field(max_length=100_000)] = []
+    synthex_tenant_profiles: Annotated[list[TenantProfileRow], Field(max_length=1)] = []
+
+
 class CircuitResultFields(_Args):
     """One circuit run as upstream reports it (the HTTP API takes the workspace from the key)."""
 

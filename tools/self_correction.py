@@ -19,7 +19,7 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
-from persistence import CorrectionAction, EmailExecution, ExecutionStatus
+from persistence import CorrectionAction, EmailExecution, ExecutionStatus, scope_of
 from settings import Settings
 from tools.boundary import not_found_failure, tool_function
 from tools.clock import iso
@@ -100,9 +100,9 @@ def self_correct(args: SelfCorrectArgs) -> dict[str, Any]:
     The send pipeline applies the rules itself when a delivery fails; this reports what was
     decided (`action`: reschedule, escalate, or none when nothing failed), with the reason and
     every action taken for the email so far. With `workspace_id`, an email of another
-    workspace is not found.
+    workspace is not found; without it, the email is looked for in every workspace.
     """
-    with get_runtime().reader.connect() as conn:
+    with scope_of(args.workspace_id), get_runtime().reader.connect() as conn:
         row = conn.execute(
             select(
                 EmailExecution.status,

@@ -20,7 +20,13 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 from sqlalchemy import case, func, literal, select
 
-from persistence import DeliveryAttempt, EmailExecution, ExecutionStatus, ProviderEvent
+from persistence import (
+    DeliveryAttempt,
+    EmailExecution,
+    ExecutionStatus,
+    ProviderEvent,
+    all_workspaces,
+)
 from persistence.models import ProviderBreaker
 from tools.runtime import get_runtime
 
@@ -58,7 +64,8 @@ class AuditTrailCollector(Collector):
     """The metrics `/metrics` serves (see the module's note)."""
 
     def collect(self) -> Iterator[Metric]:
-        with get_runtime().reader.connect() as conn:
+        # The service's figures span workspaces (their labels never name one).
+        with all_workspaces(), get_runtime().reader.connect() as conn:
             sends = conn.execute(_SENDS).all()
             attempts = conn.execute(_ATTEMPTS).all()
             events = conn.execute(_EVENTS).all()

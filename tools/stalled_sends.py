@@ -16,7 +16,7 @@ from datetime import timedelta
 
 from sqlalchemy import bindparam, select, update
 
-from persistence import CorrectionAction, EmailExecution, ExecutionStatus
+from persistence import CorrectionAction, EmailExecution, ExecutionStatus, all_workspaces
 from tools import clock
 from tools.clock import iso
 from tools.correction_log import log_action
@@ -53,6 +53,7 @@ REASON = (
 )
 
 
+@all_workspaces()  # the sweep looks after every workspace's sends
 def escalate_stalled_sends(limit: int = 100) -> int:
     """Escalate sends still `sending` `stalled_send_seconds` after their claim; returns
     how many were escalated (see the module's note)."""

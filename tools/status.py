@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from persistence import DeliveryAttempt, EmailExecution, EmailMetrics
+from persistence import DeliveryAttempt, EmailExecution, EmailMetrics, scope_of
 from tools.boundary import not_found_failure, tool_function
 from tools.clock import iso
 from tools.correction_log import actions_for
@@ -18,7 +18,7 @@ ENGAGEMENT = ("delivered", "bounced", "opened", "clicked", "unsubscribed", "comp
 
 
 def load_execution(email_id: str) -> EmailExecution:
-    """The execution row of an `email_id` known to exist."""
+    """The execution row of an `email_id` known to exist (in the caller's workspace scope)."""
     with get_runtime().read_sessions() as session:
         row = session.get(EmailExecution, email_id)
     assert row is not None, f"no execution {email_id}"
@@ -41,9 +41,10 @@ def engagement_dict(metrics: EmailMetrics | None) -> dict[str, Any] | None:
 def get_email_status(args: GetEmailStatusArgs) -> dict[str, Any]:
     """Status, provider, attempts, last error, engagement and CX08 decisions of one email.
 
-    With `workspace_id`, an email of another workspace is reported as not found.
+    With `workspace_id`, an email of another workspace is reported as not found; without it,
+    the email is looked for in every workspace.
     """
-    with get_runtime().read_sessions() as session:
+    with scope_of(args.workspace_id), get_runtime().read_sessions() as session:
         row = session.get(EmailExecution, args.email_id)
         if row is None or args.workspace_id not in (None, row.workspace_id):
             raise ToolFailure(ErrorCode.NOT_FOUND, "no such email")

@@ -15,7 +15,7 @@ from sqlalchemy import Connection, Row, and_, bindparam, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from persistence import EmailMetrics, Suppression, Workspace
+from persistence import EmailMetrics, Suppression, Workspace, workspace_scope
 from tools import clock
 from tools.addresses import address_key
 from tools.boundary import tool_function
@@ -157,7 +157,8 @@ def describe_unsubscribe(args: UnsubscribeArgs) -> dict[str, Any]:
     """
     runtime = get_runtime()
     workspace_id, email, _ = runtime.tokens.read(args.token)
-    with runtime.read_sessions() as session:
+    # The signed token names the workspace.
+    with workspace_scope(workspace_id), runtime.read_sessions() as session:
         workspace = _token_workspace(session, workspace_id)
         done = session.scalars(
             select(Suppression.id).where(
@@ -183,7 +184,7 @@ def unsubscribe(args: UnsubscribeArgs) -> dict[str, Any]:
     """
     runtime = get_runtime()
     workspace_id, email, email_id = runtime.tokens.read(args.token)
-    with runtime.sessions.begin() as session:
+    with workspace_scope(workspace_id), runtime.sessions.begin() as session:
         _token_workspace(session, workspace_id)
         # The metrics row before the suppression entry: the order webhooks lock them in.
         if email_id is not None:

@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from persistence import AgentTranscript, Workspace
+from persistence import AgentTranscript, Workspace, workspace_scope
 from tools import clock
 from tools.clock import iso
 from tools.runtime import get_runtime
@@ -26,7 +26,7 @@ def store_transcript(
     """Keep one run's messages (already JSON-ready); returns the transcript id, or None when
     the workspace does not exist (a run for an unknown workspace has no one to belong to)."""
     transcript_id = str(uuid.uuid4())
-    with get_runtime().sessions.begin() as session:
+    with workspace_scope(workspace_id), get_runtime().sessions.begin() as session:
         if session.get(Workspace, workspace_id) is None:
             log.warning("transcript not stored: unknown workspace")
             return None
@@ -53,7 +53,7 @@ def get_transcripts(
         query = query.where(AgentTranscript.email_id == email_id)
     if circuit_execution_id is not None:
         query = query.where(AgentTranscript.circuit_execution_id == circuit_execution_id)
-    with get_runtime().read_sessions() as session:
+    with workspace_scope(workspace_id), get_runtime().read_sessions() as session:
         rows = session.scalars(query.order_by(AgentTranscript.created_at)).all()
     return [
         {

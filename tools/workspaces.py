@@ -9,7 +9,7 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import bindparam, select
 
-from persistence import Workspace
+from persistence import Workspace, all_workspaces, workspace_scope
 from tools import clock
 from tools.addresses import CheckedAddress, check_address
 from tools.boundary import tool_function
@@ -51,7 +51,7 @@ def create_workspace(args: CreateWorkspaceArgs) -> dict[str, Any]:
         api_key_hash=hash_api_key(api_key),
         created_at=clock.utcnow(),
     )
-    with runtime.sessions.begin() as session:
+    with workspace_scope(workspace.id), runtime.sessions.begin() as session:
         session.add(workspace)
     return {
         "success": True,
@@ -90,7 +90,8 @@ def workspace_for_api_key(api_key: str) -> str | None:
 def owner_of_key_hash(key_hash: str) -> KeyOwner | None:
     """The workspace whose current key has this hash (a console session keeps the hash, not
     the key: a rotated key ends its sessions), or None."""
-    with get_runtime().reader.connect() as conn:
+    # Which workspace is the question: the lookup spans them all.
+    with all_workspaces(), get_runtime().reader.connect() as conn:
         row = conn.execute(_WORKSPACE_OF_KEY, {"key_hash": key_hash}).first()
     return KeyOwner(*row) if row else None
 

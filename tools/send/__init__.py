@@ -1,7 +1,9 @@
 """The send pipeline (DESIGN.md section 4), one module per step, in the order they happen:
 
 1. `checks.py`   the request's recipients and attachments (its shape was parsed at the
-                 tool's boundary, `tools.schemas.SendEmailArgs`);
+                 tool's boundary, `tools.schemas.SendEmailArgs`); then the CRM's context
+                 of the recipient and client is read, to be stored with the row
+                 (`tools/crm_context.py`);
 2. `reserve.py`  one transaction under the workspace's lock: the workspace, circuits
                  CX01-CX06 and CX06's content hash, a repeat of an earlier send (returned as
                  it was), suppression, the recipient throttle, the hourly limit; then the row

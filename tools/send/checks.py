@@ -8,6 +8,7 @@ with email-validator and attachments are read from inside `EMAIL_ATTACHMENTS_DIR
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from settings import Settings
 from tools.addresses import CheckedAddress, check_address
@@ -35,12 +36,15 @@ class CheckedSend:
     """A send whose request passed step 1: what the reservation decides on.
 
     `email_id` is the execution's id: new for a request, the row's own for a due send.
+    `crm_context`: what the CRM knew when a request came (`tools/crm_context.py`), stored with
+    its row; None for a due send, whose row has it already.
     """
 
     email_id: str
     args: SendEmailArgs
     recipients: Recipients
     attachments: tuple[Attachment, ...]
+    crm_context: dict[str, Any] | None = None
 
 
 def check_send(settings: Settings, email_id: str, args: SendEmailArgs) -> CheckedSend:

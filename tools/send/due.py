@@ -27,7 +27,7 @@ from typing import Any
 
 from sqlalchemy import or_, select
 
-from persistence import EmailExecution, ExecutionStatus
+from persistence import EmailExecution, ExecutionStatus, all_workspaces
 from tools import clock
 from tools.errors import ErrorCode, ToolFailure
 from tools.runtime import Runtime, get_runtime
@@ -49,6 +49,8 @@ _RECORD_MARGIN_SECONDS = 60
 OUTCOMES = ("sent", "delivery_failed", "blocked", "deferred", "skipped", "unrecorded")
 
 
+# The worker's calls span workspaces: a batch may hold several (`persistence/tenancy.py`).
+@all_workspaces()
 def send_due_emails(limit: int = 100, stop: threading.Event | None = None) -> dict[str, int]:
     """Send the scheduled emails that are due, oldest first, at most `limit`.
 
@@ -61,12 +63,14 @@ def send_due_emails(limit: int = 100, stop: threading.Event | None = None) -> di
     return _send_found(queries.DUE, limit, stop)
 
 
+@all_workspaces()
 def send_queued_emails(limit: int = 100, stop: threading.Event | None = None) -> dict[str, int]:
     """Send the queued emails, oldest first, at most `limit`; counted as `send_due_emails`
     counts (a queued email is `deferred` only when its batch stopped)."""
     return _send_found(queries.QUEUED, limit, stop)
 
 
+@all_workspaces()
 def send_stored_emails(email_ids: list[str], stop: threading.Event | None = None) -> dict[str, str]:
     """Send, as one batch, those of `email_ids` that are queued, or scheduled and due (what a
     worker's task does); what became of each, by id (one of `OUTCOMES`: `skipped` when it was

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import uuid
 from collections.abc import Mapping
@@ -11,6 +12,7 @@ from persistence import ExecutionStatus
 from tools import clock
 from tools.boundary import tool_function
 from tools.circuits import CircuitState
+from tools.crm_context import crm_snapshot
 from tools.errors import ToolFailure, echo
 from tools.queue import publish_accepted
 from tools.runtime import get_runtime
@@ -46,6 +48,8 @@ def send_email(args: SendEmailArgs) -> dict[str, Any]:
     """
     runtime = get_runtime()
     send = check_send(runtime.settings, str(uuid.uuid4()), args)
+    crm = crm_snapshot(runtime, args.workspace_id, send.recipients.to.normalized, args.client_id)
+    send = dataclasses.replace(send, crm_context=crm)
     accept_as = _accepted_as(args)
     reservation = reserve(runtime, send, accept_as=accept_as)
     match reservation:

@@ -508,6 +508,7 @@ def _insert(
         "reschedule_count": 0,
         "last_error": None,
         "error_code": None,
+        "crm_context": send.crm_context,
         "created_at": now,
         "updated_at": now,
     }
