@@ -141,7 +141,10 @@ def test_a_write_through_the_read_only_path_fails_on_postgresql(postgres_url, sm
     runtime = tools.configure(make_settings(postgres_url, smtp_sink, tmp_path))
     try:
         workspace = tools.create_workspace("Acme", "news@acme.example", "1 Main Street, Town")
+        other = tools.create_workspace("Globex", "hi@globex.example", "2 Side Road, Town")
         _crm(workspace["workspace_id"])
+        taken = load_crm_rows(other["workspace_id"], organizations=[{"id": CLIENT, "name": "X"}])
+        assert taken["success"] is False and "already in use" in taken["error"]["message"]
         assert tools.get_crm_context(workspace["workspace_id"], "bob@example.com", CLIENT)[
             "crm_context"
         ] == (EXPECTED)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, bindparam, func, select
 
 from persistence import Campaign, Contact, Organization, TenantProfile
 from tools.boundary import tool_function
@@ -52,54 +52,80 @@ def crm_snapshot(
 def read_crm_context(
     conn: Connection, workspace_id: str, recipient: str, client_id: str | None
 ) -> dict[str, Any]:
-    """The CRMContext (see the module's note) read on `conn`."""
-    context: dict[str, Any] = {}
-    contact = conn.execute(
-        select(Contact.lead_stage, Contact.last_contacted_at)
-        .where(Contact.workspace_id == workspace_id, func.lower(Contact.email) == recipient.lower())
-        .order_by(Contact.last_contacted_at.is_(None), Contact.last_contacted_at.desc())
-        .limit(1)
-    ).first()
-    if contact is not None:
-        _put(context, "lead_stage", contact.lead_stage)
-        if contact.last_contacted_at is not None:
-            context["last_contacted_at"] = contact.last_contacted_at.isoformat()
-    if client_id is not None:
-        _put_client(conn, context, workspace_id, client_id)
-    brand_rules = conn.scalar(
-        select(TenantProfile.brand_rules).where(TenantProfile.workspace_id == workspace_id)
-    )
-    if isinstance(brand_rules, dict) and brand_rules:
-        context["brand_rules"] = brand_rules
+    """The CRMContext (see the module's note) read on `conn`, in one statement."""
+    found = conn.execute(
+        _CONTEXT, {"workspace_id": workspace_id, "address": recipient.lower(), "client": client_id}
+    ).one()
+    context: dict[str, Any] = {
+        name: getattr(found, name)
+        for name in ("lead_stage", "service_category", "location")
+        if getattr(found, name)
+    }
+    if found.last_contacted_at is not None:
+        context["last_contacted_at"] = found.last_contacted_at.isoformat()
+    figures = _numbers(found.historical_engagement)
+    if figures:
+        context["historical_engagement"] = figures
+    if isinstance(found.brand_rules, dict) and found.brand_rules:
+        context["brand_rules"] = found.brand_rules
     return context
 
 
-def _put_client(conn: Connection, context: dict[str, Any], workspace_id: str, client: str) -> None:
-    organization = conn.execute(
-        select(Organization.service_category, Organization.location).where(
-            Organization.workspace_id == workspace_id, Organization.id == client
+def _numbers(engagement: Any) -> dict[str, float]:
+    """Record<string, number>: the CRM is another system's, so what is not a number is left
+    out."""
+    if not isinstance(engagement, dict):
+        return {}
+    return {
+        name: value
+        for name, value in engagement.items()
+        if isinstance(value, int | float) and not isinstance(value, bool)
+    }
+
+
+def _contact(column: Any) -> Any:
+    return (
+        select(column)
+        .where(
+            Contact.workspace_id == bindparam("workspace_id"),
+            func.lower(Contact.email) == bindparam("address"),
         )
-    ).first()
-    if organization is not None:
-        _put(context, "service_category", organization.service_category)
-        _put(context, "location", organization.location)
-    engagement = conn.scalar(
-        select(Campaign.historical_engagement)
-        .where(Campaign.workspace_id == workspace_id, Campaign.organization_id == client)
-        .order_by(Campaign.started_at.is_(None), Campaign.started_at.desc())
+        .order_by(Contact.last_contacted_at.is_(None), Contact.last_contacted_at.desc())
         .limit(1)
+        .scalar_subquery()
     )
-    # Record<string, number>: the CRM is another system's, so what is not a number is left out.
-    if isinstance(engagement, dict):
-        figures = {
-            name: value
-            for name, value in engagement.items()
-            if isinstance(value, int | float) and not isinstance(value, bool)
-        }
-        if figures:
-            context["historical_engagement"] = figures
 
 
-def _put(context: dict[str, Any], name: str, value: str | None) -> None:
-    if value:
-        context[name] = value
+def _client(column: Any) -> Any:
+    return (
+        select(column)
+        .where(
+            Organization.workspace_id == bindparam("workspace_id"),
+            Organization.id == bindparam("client"),
+        )
+        .scalar_subquery()
+    )
+
+
+# One statement, built once: it is read for every send. As four queries built per call it took
+# 2.2 ms per send on PostgreSQL here, as this one 1.0 ms (most of it the read-only
+# transaction's own round trips); see the closing figures of bench/serve_latency.py.
+_CONTEXT = select(
+    _contact(Contact.lead_stage).label("lead_stage"),
+    _contact(Contact.last_contacted_at).label("last_contacted_at"),
+    _client(Organization.service_category).label("service_category"),
+    _client(Organization.location).label("location"),
+    select(Campaign.historical_engagement)
+    .where(
+        Campaign.workspace_id == bindparam("workspace_id"),
+        Campaign.organization_id == bindparam("client"),
+    )
+    .order_by(Campaign.started_at.is_(None), Campaign.started_at.desc())
+    .limit(1)
+    .scalar_subquery()
+    .label("historical_engagement"),
+    select(TenantProfile.brand_rules)
+    .where(TenantProfile.workspace_id == bindparam("workspace_id"))
+    .scalar_subquery()
+    .label("brand_rules"),
+)

@@ -16,6 +16,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from persistence import Base, Campaign, Contact, Organization, TenantProfile, Workspace
@@ -30,6 +31,8 @@ TABLES: dict[str, type[Base]] = {
     "campaigns": Campaign,
     "synthex_tenant_profiles": TenantProfile,
 }
+# Whose row holds the id is not said: another workspace's rows are not this one's to know of.
+_ID_TAKEN = "{row}: its id is already in use; give another, or none for a new one"
 # The columns a CSV file holds as JSON text.
 _JSON_COLUMNS = frozenset({"historical_engagement", "brand_rules"})
 
@@ -106,6 +109,10 @@ def load_crm_rows(args: LoadCrmArgs) -> dict[str, Any]:
                 if table == "campaigns":
                     _check_client(session, args.workspace_id, index, values["organization_id"])
                 _upsert(session, args.workspace_id, table, index, values)
+        try:
+            session.flush()
+        except IntegrityError:  # on PostgreSQL another workspace's row is invisible (RLS)
+            raise ToolFailure(ErrorCode.INVALID_INPUT, _ID_TAKEN.format(row="a row")) from None
     return {
         "success": True,
         "workspace_id": args.workspace_id,
@@ -123,9 +130,7 @@ def _upsert(
     values["id"] = values.get("id") or str(uuid.uuid4())
     existing = session.get(model, values["id"])
     if existing is not None and existing.workspace_id != workspace_id:
-        raise ToolFailure(
-            ErrorCode.INVALID_INPUT, f"{table}[{index}].id: already used by another workspace"
-        )
+        raise ToolFailure(ErrorCode.INVALID_INPUT, _ID_TAKEN.format(row=f"{table}[{index}]"))
     session.merge(model(workspace_id=workspace_id, **values))
 
 
