@@ -100,7 +100,9 @@ def run_demo(_args: argparse.Namespace) -> int:
     blocked = _chat(workspace_id, unapproved, "sam@example.com")
 
     print("\n3. The provider is down (SMTP pointed at a closed port, no retries).")
-    failed, retried = _outage(settings, workspace_id)
+    # The failure is the demonstration, told by the chat: its log lines only with -v.
+    with contextlib.nullcontext() if _args.verbose else _silenced("tools"):
+        failed, retried = _outage(settings, workspace_id)
 
     ok = passed.sent and not blocked.sent and blocked.verdict is not None
     ok = ok and failed.correction is not None and failed.correction.action == "reschedule"
@@ -108,7 +110,24 @@ def run_demo(_args: argparse.Namespace) -> int:
     print(
         f"\nEach run's transcript is stored in agent_transcripts. Demo {'ok' if ok else 'FAILED'}."
     )
+    print(
+        "Look next: `python main.py serve`, then open http://127.0.0.1:8080/console/ and sign "
+        f"in with this workspace's API key,\n  {workspace['api_key']}\n"
+        "  (its executions, the message as sent, CX08's decisions and the dev inbox); "
+        "`-v` shows the framework's events."
+    )
     return 0 if ok else 1
+
+
+@contextlib.contextmanager
+def _silenced(logger_name: str) -> Iterator[None]:
+    logger = logging.getLogger(logger_name)
+    level = logger.level
+    logger.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _outage(settings: Settings, workspace_id: str) -> tuple[ChatRun, str | None]:
@@ -170,7 +189,12 @@ def run_chat(args: argparse.Namespace) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     if client is None:
-        print(f"error: no model config at {config_path(args.model_config)}", file=sys.stderr)
+        print(
+            f"error: no model config at {config_path(args.model_config)}; write one there, or "
+            'pass --model-config PATH: a JSON list like [{"model": "gpt-4o-mini", "api_key": '
+            '"...", "base_url": "https://api.openai.com/v1"}] (see OAI_CONFIG_LIST.example)',
+            file=sys.stderr,
+        )
         return 2
     workspace = tools.create_workspace(
         "Acme Chat", tools.get_runtime().settings.default_sender, "Acme Inc.\n1 Demo Street"
@@ -336,8 +360,17 @@ def run_serve(args: argparse.Namespace) -> int:
     from api import create_app
     from api.server import make_server, serve_until_stopped
 
+    settings = tools.get_runtime().settings
+    # Where it matters: a real provider's recipients get links that must be https (mail
+    # clients show one-click unsubscribe only then); the development server's get none.
+    if not settings.uses_dev_smtp_server and not settings.public_base_url.startswith("https://"):
+        logging.getLogger("main").warning(
+            "EMAIL_PUBLIC_BASE_URL is not https; mail clients offer one-click unsubscribe "
+            "only for https links"
+        )
     server = make_server(create_app(), args.host, args.port, threads=args.threads)
-    print(f"Serving the API on http://{args.host}:{server.effective_port} (docs at /docs/)")
+    base = f"http://{args.host}:{server.effective_port}"
+    print(f"Serving the API on {base} (interactive docs {base}/docs/, console {base}/console/)")
     serve_until_stopped(server)
     return 0
 
@@ -346,6 +379,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="main.py",
         description="Circuit-bound email execution. With no command, runs the demonstration.",
+    )
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="log INFO lines, the frameworks' (AutoGen, aiosmtpd, Alembic) included",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -468,6 +507,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# AutoGen logs every message it routes at INFO (about 300 lines for the demo); aiosmtpd every
+# SMTP command; Alembic every migration step.
+_FRAMEWORK_LOGGERS = ("autogen_core", "autogen_agentchat", "autogen_ext", "mail.log", "alembic")
+
+
+def _configure_logging(settings: Settings, *, verbose: bool, demo: bool) -> None:
+    """The service's own lines at EMAIL_AGENT_LOG_LEVEL; the frameworks' only with `-v` or at
+    DEBUG. The demo prints its own story: its log shows warnings and worse unless `-v`."""
+    level = settings.log_level
+    if demo and not verbose and level == "INFO":
+        level = "WARNING"
+    configure_logging(level, settings.log_format)
+    if not verbose and settings.log_level != "DEBUG":
+        for noisy in _FRAMEWORK_LOGGERS:
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -475,11 +531,7 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as error:
         print(f"Configuration error: {error}", file=sys.stderr)
         return 2
-    configure_logging(settings.log_level, settings.log_format)
-    if settings.log_level != "DEBUG":
-        # aiosmtpd logs every SMTP command and Alembic every migration step at INFO.
-        for noisy in ("mail.log", "alembic"):
-            logging.getLogger(noisy).setLevel(logging.WARNING)
+    _configure_logging(settings, verbose=args.verbose, demo=args.command in (None, "demo"))
     try:
         tools.configure(settings)
     except SettingsError as error:

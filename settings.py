@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit
 
+import dotenv
 from sqlalchemy.engine import make_url
 
 N = TypeVar("N", int, float)
@@ -208,6 +209,12 @@ def _bool(env: Mapping[str, str], default: bool, *names: str) -> bool:
     raise SettingsError(f"{name} must be true or false")
 
 
+def _environment_over_dotenv() -> dict[str, str]:
+    path = dotenv.find_dotenv(usecwd=True)
+    from_file = {k: v for k, v in dotenv.dotenv_values(path).items() if v is not None}
+    return {**from_file, **os.environ} if path else dict(os.environ)
+
+
 def _str(env: Mapping[str, str], default: str | None, *names: str) -> str | None:
     found = _first(env, *names)
     return default if found is None else found[1]
@@ -231,11 +238,14 @@ def _api_base_url(env: Mapping[str, str], default: str, name: str) -> str:
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
-    """Build `Settings` from environment variables (default: `os.environ`).
+    """Build `Settings` from environment variables (default: `os.environ`, over the `.env`
+    file nearest the current directory, if any, as Flask reads one: a variable set in the
+    environment wins over the file).
 
-    Raises `SettingsError` naming the offending variable when a value cannot be used.
+    Raises `SettingsError` naming the offending variable when a value cannot be used, whether
+    it came from the environment or the file.
     """
-    env = os.environ if env is None else env
+    env = _environment_over_dotenv() if env is None else env
     preset_name = _str(env, None, "SMTP_PROVIDER")
     preset: dict[str, object] = {}
     if preset_name is not None:

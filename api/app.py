@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Response, jsonify
+from flask import Response, jsonify, redirect, url_for
 from flask.json.provider import DefaultJSONProvider
 from flask_openapi3 import Info, OpenAPI
 from werkzeug.exceptions import BadRequest, HTTPException
@@ -66,6 +66,8 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
         app.register_api(blueprint)
     register_console(app, runtime)
     app.add_url_rule("/openapi.json", "openapi_json", lambda: jsonify(app.api_doc))
+    # flask-openapi3's /docs/ is a page of one tile (the one UI installed): go to it.
+    app.view_functions["openapi.openapi"] = lambda: redirect(url_for("swagger.swagger"))
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected_error)
     return app

@@ -15,12 +15,36 @@ from autogen_agentchat.messages import (
 
 from agents.messages import CircuitVerdict, Correction, SendJob, SendOutcome, SendRequest
 
-_WIDTH = 110
+_WIDTH = 240
+# Fields a reader of the conversation knows already: the ids every call carries, and those a
+# result repeats from its call. Left out, so that a line shows what the tool said.
+_KNOWN_TO_CALLS = ("workspace_id", "client_id")
+_KNOWN_TO_RESULTS = (*_KNOWN_TO_CALLS, "circuit_execution_id", "recipient", "timestamp")
+# What a result's reader looks for first, when the tool's result has it.
+_VERDICT_FIRST = ("all_required_passed", "status", "action", "error", "message", "email_id")
 
 
 def _short(value: Any) -> str:
     text = value if isinstance(value, str) else json.dumps(value, default=str)
     return text if len(text) <= _WIDTH else text[: _WIDTH - 3] + "..."
+
+
+def _without(text: str, known: tuple[str, ...]) -> str:
+    """A tool call's or result's JSON without the fields the reader knows already or that say
+    nothing (null, empty), its verdict first."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return _short(text)
+    if isinstance(value, dict):
+        kept = {
+            name: field
+            for name, field in value.items()
+            if name not in known and field not in (None, [], "")
+        }
+        first = {name: kept.pop(name) for name in _VERDICT_FIRST if name in kept}
+        value = {**first, **kept}
+    return _short(value)
 
 
 def _describe(content: Any) -> str:
@@ -56,11 +80,13 @@ def render(messages: list[BaseAgentEvent | BaseChatMessage]) -> str:
     for message in messages:
         if isinstance(message, ToolCallRequestEvent):
             for call in message.content:
-                lines.append(f"  {message.source} calls {call.name}({_short(call.arguments)})")
+                arguments = _without(call.arguments, _KNOWN_TO_CALLS)
+                lines.append(f"  {message.source} calls {call.name}({arguments})")
         elif isinstance(message, ToolCallExecutionEvent):
             for result in message.content:
                 flag = " (error)" if result.is_error else ""
-                lines.append(f"  {message.source} <- {result.name}{flag}: {_short(result.content)}")
+                said = _without(result.content, _KNOWN_TO_RESULTS)
+                lines.append(f"  {message.source} <- {result.name}{flag}: {said}")
         elif isinstance(message, StructuredMessage):
             lines.append(f"{message.source}: {_describe(message.content)}")
         else:

@@ -29,6 +29,7 @@ from tests.builders import make_settings
 def test_the_document_describes_every_route_and_the_docs_page_is_served(api, workspace):
     document = api.get("/openapi.json").json()
     docs = api.get("/docs/swagger")
+    landing = api.get("/docs/")  # where `serve` points: straight to the interactive docs
 
     assert document["openapi"].startswith("3.")
     assert set(document["paths"]) == {
@@ -66,6 +67,7 @@ def test_the_document_describes_every_route_and_the_docs_page_is_served(api, wor
     assert "security" not in unsubscribe["get"] and "security" not in unsubscribe["post"]
     assert document["components"]["securitySchemes"]["workspaceKey"]["scheme"] == "bearer"
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
+    assert landing.status_code == 302 and landing.headers["location"].endswith("/docs/swagger")
 
 
 CHECKS = [

@@ -44,10 +44,17 @@ def test_demo_runs_the_group_chat_pass_circuit_failure_and_self_correction(tmp_p
     result = _run([], tmp_path)
 
     assert result.returncode == 0, result.stderr
+    # The conversation, not the machinery: no framework event, no log line at all.
+    assert result.stderr == ""
     out = result.stdout
     assert "Demo ok." in out
+    assert "autogen" not in out
+    assert re.search(r"/console/ and sign in with this workspace's API key,\n  ek_\S+", out)
     first, second, third = re.split(r"\n\d\. ", out)[1:4]
     assert "EmailAgent: sent: Email sent via smtp" in first
+    # A tool's line shows what it said, not the ids the reader knows (cut before, it was not).
+    assert 'EmailAgent <- send_email: {"status": "sent", "message": "Email sent via smtp"' in first
+    assert '"all_required_passed": false' in second
     assert "NOT approved: missing CX05_BRAND_GUARD" in second and "EmailAgent" not in second
     assert "EmailAgent: scheduled [all_providers_failed]" in third
     assert "SelfCorrectionAgent: CX08 reschedule" in third
@@ -76,6 +83,42 @@ def test_demo_runs_the_group_chat_pass_circuit_failure_and_self_correction(tmp_p
     again = _run([], tmp_path)  # a second run on the same database works too
     assert again.returncode == 0, again.stderr
     assert len(list((tmp_path / "outbox").glob("*.eml"))) == 2
+
+
+def test_verbose_brings_the_frameworks_events_back(tmp_path):
+    result = _run(["-v"], tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    assert "INFO autogen_core" in result.stderr
+    assert "INFO tools.send.deliver: email sent" in result.stderr
+
+
+def test_the_https_warning_comes_only_where_it_matters(tmp_path):
+    local = _run(
+        [
+            *("create-workspace", "--name", "Web", "--sender-email", "w@web.example"),
+            *("--postal-address", "1 Web Way, Net"),
+        ],
+        tmp_path,
+    )
+    assert local.returncode == 0 and "https" not in local.stderr, local.stderr
+
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(("SMTP_", "EMAIL_"))}
+    environment.update(SMTP_SERVER="127.0.0.1", SMTP_PORT="2525")  # a real provider, never used
+    server = subprocess.Popen(
+        [sys.executable, str(REPO / "main.py"), "serve", "--port", "0"],
+        cwd=tmp_path,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    assert server.stdout is not None
+    assert "Serving the API" in server.stdout.readline()
+    server.send_signal(signal.SIGINT)
+    _, stderr = server.communicate(timeout=60)
+    assert stderr.count("EMAIL_PUBLIC_BASE_URL is not https") == 1, stderr
 
 
 def test_subcommands_drive_a_send_and_show_its_status(tmp_path):
@@ -138,6 +181,19 @@ def test_bad_configuration_is_a_clear_error_not_a_traceback(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+def test_a_dotenv_file_is_read_under_the_environment_and_checked_like_it(tmp_path):
+    (tmp_path / ".env").write_text("# local settings\nEMAIL_RATE_LIMIT=lots\n")
+    from_file = _run([], tmp_path)
+    overridden = _run(
+        ["status", "550e8400-e29b-41d4-a716-446655440000"], tmp_path, EMAIL_RATE_LIMIT="7"
+    )
+
+    assert from_file.returncode == 2
+    assert from_file.stderr.strip() == "Configuration error: EMAIL_RATE_LIMIT must be an integer"
+    assert overridden.returncode == 1, overridden.stderr  # the environment's 7 won: it ran
+    assert json.loads(overridden.stdout)["found"] is False
+
+
 def test_help_lists_the_commands(tmp_path):
     result = _run(["--help"], tmp_path)
     assert result.returncode == 0
@@ -168,6 +224,7 @@ def test_chat_uses_the_model_from_an_oai_config_list(tmp_path):
 
     missing = _run(["chat", "--model-config", str(tmp_path / "absent")], tmp_path)
     assert missing.returncode == 2 and "no model config" in missing.stderr
+    assert "--model-config PATH" in missing.stderr and '"base_url"' in missing.stderr
 
 
 def test_serve_runs_the_api_on_waitress_and_rotate_key_replaces_the_key(tmp_path):

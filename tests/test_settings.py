@@ -180,3 +180,32 @@ def test_the_task_queue_is_configured_by_its_broker_url():
     assert "6379" not in repr(settings)  # it may hold a password
     with pytest.raises(SettingsError, match="CELERY_BROKER_URL must be a redis:// or amqp://"):
         load_settings({"CELERY_BROKER_URL": "http://127.0.0.1"})
+
+
+def test_a_dotenv_file_fills_what_the_environment_does_not_set(tmp_path, monkeypatch):
+    (tmp_path / ".env").write_text(
+        "EMAIL_RATE_LIMIT=25\nEMAIL_SERVER_HOST=smtp.file.example\nEMAIL_AGENT_LOG_LEVEL=debug\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("EMAIL_AGENT_LOG_LEVEL", "WARNING")
+    monkeypatch.delenv("EMAIL_RATE_LIMIT", raising=False)
+    monkeypatch.delenv("SMTP_SERVER", raising=False)
+    monkeypatch.delenv("EMAIL_SERVER_HOST", raising=False)
+
+    settings = load_settings()
+
+    assert settings.rate_limit_per_hour == 25
+    assert settings.smtp_server == "smtp.file.example"  # an alias works from the file too
+    assert settings.log_level == "WARNING"  # the environment wins
+
+
+def test_a_malformed_dotenv_setting_is_the_same_clear_error(tmp_path, monkeypatch):
+    (tmp_path / ".env").write_text("SMTP_PORT=smtp\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SMTP_PORT", raising=False)
+
+    with pytest.raises(SettingsError) as from_file:
+        load_settings()
+    with pytest.raises(SettingsError) as from_environment:
+        load_settings({"SMTP_PORT": "smtp"})
+    assert str(from_file.value) == str(from_environment.value)

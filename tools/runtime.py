@@ -71,8 +71,6 @@ class Runtime:
             self.webhooks["resend"] = ResendWebhook(settings.resend_webhook_secret)
         self.dev_server: LocalSMTPServer | None = None
         self.outbox: OutboxHandler | None = None
-        if not settings.public_base_url.startswith("https://"):
-            log.warning("EMAIL_PUBLIC_BASE_URL is not https; one-click unsubscribe needs https")
         # The task queue, when a broker is configured; else `main.py worker` polls the database.
         self.queue: TaskQueue | None = TaskQueue(settings) if settings.celery_broker_url else None
         self.delivery = DeliveryChain(
