@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from sqlalchemy import (
     JSON,
     Boolean,
+    Computed,
     DateTime,
     Enum,
     ForeignKey,
@@ -390,11 +391,15 @@ class Contact(Base):
     """A recipient as the CRM knows them, found by address (case-insensitive)."""
 
     __tablename__ = "contacts"
-    __table_args__ = (Index("ix_contacts_address", "workspace_id", text("lower(email)")),)
+    __table_args__ = (Index("ix_contacts_address", "workspace_id", "email_key"),)
 
     id: Mapped[str] = _uuid_column(primary_key=True)
     workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id"), index=True)
     email: Mapped[str] = mapped_column(String(320))
+    # The address lower-cased, by the database whoever writes the row. A lookup compares it
+    # with `=`: under row-level security PostgreSQL cannot use an index on `lower(email)`
+    # (`lower` is not leakproof, so it runs only after the policy, on every row).
+    email_key: Mapped[str] = mapped_column(String(320), Computed("lower(email)", persisted=True))
     lead_stage: Mapped[str | None] = mapped_column(String(64))
     last_contacted_at: Mapped[datetime | None]
 

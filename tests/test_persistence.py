@@ -62,10 +62,6 @@ def _check_schema(url: str) -> None:
         engine.dispose()
 
 
-# SQLAlchemy cannot reflect SQLite's expression indexes (the contacts' address, any case);
-# the migration creates it, and the PostgreSQL test compares it.
-@pytest.mark.filterwarnings("ignore:Skipped unsupported reflection of expression-based index")
-@pytest.mark.filterwarnings("ignore:autogenerate skipping metadata-specified expression-based")
 def test_migrations_match_the_models_on_sqlite(tmp_path):
     _check_schema(f"sqlite:///{tmp_path / 'schema.db'}")
 

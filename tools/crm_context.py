@@ -54,7 +54,7 @@ def read_crm_context(
 ) -> dict[str, Any]:
     """The CRMContext (see the module's note) read on `conn`, in one statement."""
     found = conn.execute(
-        _CONTEXT, {"workspace_id": workspace_id, "address": recipient.lower(), "client": client_id}
+        _CONTEXT, {"workspace_id": workspace_id, "address": recipient, "client": client_id}
     ).one()
     context: dict[str, Any] = {
         name: getattr(found, name)
@@ -88,7 +88,8 @@ def _contact(column: Any) -> Any:
         select(column)
         .where(
             Contact.workspace_id == bindparam("workspace_id"),
-            func.lower(Contact.email) == bindparam("address"),
+            # Lower-cased by the database on both sides, so they agree on any letter.
+            Contact.email_key == func.lower(bindparam("address")),
         )
         .order_by(Contact.last_contacted_at.is_(None), Contact.last_contacted_at.desc())
         .limit(1)

@@ -338,7 +338,7 @@ class CampaignRow(_Args):
     id: UUIDStr | None = None
     name: _CrmText
     organization_id: UUIDStr | None = None
-    historical_engagement: dict[str, float] | None = None
+    historical_engagement: dict[str, Annotated[float, Field(allow_inf_nan=False)]] | None = None
     started_at: _CrmTime = None
 
 
