@@ -10,6 +10,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from tools import CorrectionAction, ExecutionStatus
+from tools.schemas import UUIDStr
 
 
 class Candidate(BaseModel):
@@ -31,7 +32,7 @@ class SendRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    workspace_id: str
+    workspace_id: UUIDStr  # its transcript is stored in that workspace's scope
     client_id: str
     candidates: list[Candidate] = Field(min_length=1)
     final_asset: dict[str, Any] | None = None

@@ -36,7 +36,12 @@ class SelfCorrectionAgent(BaseChatAgent):
                 email_id=None, action="none", reason="no recorded send to correct"
             )
             return Response(chat_message=structured(correction, self.name))
-        result, events = await call_tool(self._tool, {"email_id": outcome.email_id}, self.name)
+        # With its workspace: the lookup stays in that workspace's scope (and finds no other's).
+        arguments = {
+            "email_id": outcome.email_id,
+            "workspace_id": outcome.result.get("workspace_id"),
+        }
+        result, events = await call_tool(self._tool, arguments, self.name)
         correction = Correction(
             email_id=outcome.email_id,
             action=result.get("action", "none"),

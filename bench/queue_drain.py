@@ -157,13 +157,17 @@ def drain_rate(counter: Synchronized, sends: int, timeout: float = 900) -> float
 
 
 def check_recorded(database_url: str, sends: int) -> None:
-    from sqlalchemy import create_engine, text
+    from sqlalchemy import text
 
-    engine = create_engine(database_url)
+    from persistence import all_workspaces, make_engine
+
+    # The project's engine, in every workspace's scope: the bench connects as an ordinary role,
+    # which row-level security shows nothing without one.
+    engine = make_engine(database_url)
     query = text("SELECT status, count(*) FROM email_agent_executions GROUP BY status")
     deadline = time.monotonic() + 120
     while True:
-        with engine.connect() as conn:
+        with all_workspaces(), engine.connect() as conn:
             counts = dict(conn.execute(query).all())
         if counts == {"sent": sends} or time.monotonic() > deadline:
             break

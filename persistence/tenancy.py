@@ -34,6 +34,8 @@ def current_scope() -> str | None:
 @contextmanager
 def workspace_scope(workspace_id: str) -> Iterator[None]:
     """Transactions begun inside see only `workspace_id`'s rows."""
+    if workspace_id == ALL_WORKSPACES:  # a caller's text must never widen a scope
+        raise ValueError("not a workspace id")
     token = _scope.set(workspace_id)
     try:
         yield

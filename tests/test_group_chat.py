@@ -103,6 +103,9 @@ def test_a_provider_failure_brings_in_the_self_correction_agent(workspace, smtp_
     status = tools.get_email_status(run.outcome.email_id)
     assert [a["action"] for a in status["self_corrections"]] == ["reschedule"]
     assert get_transcripts(workspace["workspace_id"], email_id=run.outcome.email_id)
+    # It asks about its own workspace's email, in that workspace's scope.
+    (call,) = next(m for m in run.messages if m.source == "SelfCorrectionAgent").content
+    assert json.loads(call.arguments)["workspace_id"] == workspace["workspace_id"]
 
 
 def test_an_agent_that_raises_gives_a_failure_result_and_the_next_run_works(

@@ -16,8 +16,9 @@ from sqlalchemy import text
 from sqlalchemy.exc import ProgrammingError
 
 import tools
+from orchestration.team import run_send_sync
 from persistence import Base, all_workspaces, workspace_scope
-from tests.builders import make_settings, send
+from tests.builders import ASSET, make_settings, send
 from tools.crm_loader import load_crm_rows
 from tools.schemas import WorkspaceArgs
 
@@ -94,23 +95,18 @@ def test_every_table_holding_a_workspaces_rows_has_a_forced_policy(two_tenants):
 def test_a_workspaces_transaction_reads_only_its_own_rows_without_any_filter(two_tenants):
     runtime, (acme, globex) = two_tenants
 
+    filled = []
     for table, column in RLS.TENANT_TABLES.items():
         with all_workspaces():
             everyone = _count(runtime, table, column)
         with workspace_scope(acme):
             seen = _count(runtime, table, column)
-        if globex in everyone:  # a table this fixture gave both tenants rows in
-            assert set(seen) == {acme}, table
-            assert seen[acme] == everyone[acme], table
-        else:
-            assert globex not in seen, table
-    filled = [t for t, c in RLS.TENANT_TABLES.items() if globex in _all(runtime, t, c)]
-    assert len(filled) >= 12, filled  # the fixture reached most of them
-
-
-def _all(runtime: Any, table: str, column: str) -> dict[str | None, int]:
-    with all_workspaces():
-        return _count(runtime, table, column)
+        # Exactly Acme's share of what is there: none of Globex's, nor of no one's.
+        expected = {acme: everyone[acme]} if acme in everyone else {}
+        assert seen == expected, table
+        if acme in everyone and globex in everyone:
+            filled.append(table)
+    assert len(filled) >= 12, filled  # the fixture gave both tenants rows in most tables
 
 
 def test_the_performance_view_is_filtered_like_its_table(two_tenants):
@@ -133,11 +129,9 @@ def test_a_workspaces_transaction_cannot_change_anothers_rows(two_tenants):
         removed = conn.execute(text("DELETE FROM email_suppression_list"))
     assert (changed.rowcount, removed.rowcount) == (1, 1)  # its own only
 
-    with workspace_scope(globex):
-        theirs = tools.get_send_history(globex)["executions"]
-        still_suppressed = tools.is_suppressed(globex, "gone@example.com")
-    assert [e["subject"] for e in theirs] != ["defaced"]
-    assert still_suppressed is True
+    theirs = tools.get_send_history(globex)["executions"]
+    assert [e["subject"] for e in theirs] == [ASSET["subject"]]
+    assert tools.is_suppressed(globex, "gone@example.com") is True
 
     with (
         pytest.raises(ProgrammingError, match="row-level security"),
@@ -171,3 +165,18 @@ def test_a_tool_sees_only_its_workspace_even_through_a_query_with_no_filter(two_
 
     assert careless(acme) == [acme]
     assert careless(globex) == [globex]
+
+
+def test_no_text_can_widen_a_workspace_scope():
+    # "*" is the setting's value for every workspace: as a workspace id it is refused, and a
+    # group-chat request naming it is not a request.
+    with pytest.raises(ValueError), workspace_scope("*"):
+        pass
+    run = run_send_sync(
+        {
+            "workspace_id": "*",
+            "client_id": CLIENT,
+            "candidates": [{"circuit_execution_id": "exec_1", "recipient": "bob@example.com"}],
+        }
+    )
+    assert run.stop_reason == "invalid request" and run.transcript_id is None

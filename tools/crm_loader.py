@@ -11,6 +11,7 @@ transaction: a file with one bad row loads nothing.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import uuid
 from pathlib import Path
@@ -40,7 +41,8 @@ _JSON_COLUMNS = frozenset({"historical_engagement", "brand_rules"})
 def read_crm_file(path: Path, table: str | None = None) -> dict[str, list[dict[str, Any]]]:
     """The tables in a JSON or CSV file (see the module's note), or `ToolFailure`."""
     try:
-        text = path.read_text(encoding="utf-8")
+        # utf-8-sig: a spreadsheet's "CSV UTF-8" starts with a byte-order mark.
+        text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as error:
         raise ToolFailure(ErrorCode.INVALID_INPUT, f"{path}: {_reason(error)}") from None
     if path.suffix.lower() == ".json":
@@ -75,7 +77,10 @@ def _csv_table(path: Path, table: str | None) -> str:
 
 def _csv_rows(path: Path, text: str) -> list[dict[str, Any]]:
     rows = []
-    for line, row in enumerate(csv.DictReader(text.splitlines()), start=2):
+    # newline="": a quoted cell may hold a line break (an address on two lines, say).
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    for row in reader:
+        line = reader.line_num
         values: dict[str, Any] = {}
         for column, cell in row.items():
             if column is None or cell is None:

@@ -5,6 +5,7 @@ from alembic import context
 
 from persistence.database import make_engine
 from persistence.models import Base
+from persistence.tenancy import all_workspaces
 from settings import load_settings
 
 config = context.config
@@ -21,7 +22,7 @@ def run_migrations() -> None:
             context.run_migrations()
         return
     engine = make_engine(load_settings().database_url)
-    with engine.begin() as conn:
+    with all_workspaces(), engine.begin() as conn:  # as `upgrade_to_head`: no tenant's
         context.configure(connection=conn, target_metadata=target_metadata, render_as_batch=True)
         with context.begin_transaction():
             context.run_migrations()
