@@ -66,7 +66,7 @@ def _approve(workspace_id: str, execution_id: str, *, skip: str | None = None) -
             raise SystemExit(f"recording {circuit} failed: {result['error']['message']}")
 
 
-def run_demo(_args: argparse.Namespace) -> int:
+def run_demo(args: argparse.Namespace) -> int:
     """The group chat on the embedded defaults: a send that passes, one that fails circuit
     validation, one whose provider fails so that the SelfCorrectionAgent acts."""
     runtime = tools.get_runtime()
@@ -101,7 +101,7 @@ def run_demo(_args: argparse.Namespace) -> int:
 
     print("\n3. The provider is down (SMTP pointed at a closed port, no retries).")
     # The failure is the demonstration, told by the chat: its log lines only with -v.
-    with contextlib.nullcontext() if _args.verbose else _silenced("tools"):
+    with contextlib.nullcontext() if args.verbose else _silenced("tools"):
         failed, retried = _outage(settings, workspace_id)
 
     ok = passed.sent and not blocked.sent and blocked.verdict is not None

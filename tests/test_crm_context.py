@@ -19,8 +19,9 @@ from persistence import Campaign, Contact, EmailExecution, workspace_scope
 from tests.builders import ASSET, approve, make_settings, send
 from tests.fake_openai import FakeOpenAI
 from tests.observers import parse_message
-from tests.test_main import _run
-from tools.crm_loader import load_crm_rows
+from tests.test_main import _create_workspace, _run
+from tools.crm_loader import load_crm_rows, read_crm_file
+from tools.errors import ToolFailure
 
 CLIENT = "7b0e5c36-1d49-4a3b-9a55-6a1f2b3c4d5e"
 
@@ -177,14 +178,22 @@ def test_each_send_keeps_the_context_it_was_accepted_with_and_sends_the_same_con
     plain = send(workspace, "alice@example.com", client_id=CLIENT)
     _crm(workspace["workspace_id"])
     informed = send(workspace, "bob@example.com", client_id=CLIENT)
-    load_crm_rows(workspace["workspace_id"], contacts=[{"email": "bob@example.com"}])
+    later = load_crm_rows(
+        workspace["workspace_id"],
+        synthex_tenant_profiles=[{"brand_rules": {"tone": "formal"}}],
+    )
+    now = tools.get_crm_context(workspace["workspace_id"], "bob@example.com", CLIENT)
 
     with tools.get_runtime().read_sessions() as session:
         rows = {row.recipient: row.crm_context for row in session.scalars(select(EmailExecution))}
     assert plain["status"] == informed["status"] == "sent"
+    assert later["success"] and now["crm_context"]["brand_rules"] == {"tone": "formal"}
+    # The snapshot is what the CRM knew at acceptance, whatever it knows now.
     assert rows == {"alice@example.com": {}, "bob@example.com": EXPECTED}
-    first, second = (parse_message(m.data) for m in smtp_sink.messages)
-    assert first["Subject"] == second["Subject"]
+    first, second = smtp_sink.messages
+    assert parse_message(first.data)["Subject"] == parse_message(second.data)["Subject"]
+    for known in (b"plumbing", b"friendly", b"customer", b"0.41"):
+        assert known not in second.data
     detail = tools.get_execution_detail(workspace["workspace_id"], informed["email_id"])
     assert detail["crm_context"] == EXPECTED
 
@@ -213,8 +222,22 @@ def test_a_load_with_one_bad_row_loads_nothing(workspace):
         campaigns=[{"name": "Bad", "historical_engagement": {"open_rate": "high"}}],
     )
 
+    # A row refused inside the transaction, after a good one was written in it.
+    unknown_client = load_crm_rows(
+        workspace["workspace_id"],
+        contacts=[{"email": "carol@example.com", "lead_stage": "lead"}],
+        campaigns=[{"name": "Orphan", "organization_id": CLIENT}],
+    )
+
     assert result["success"] is False
     assert result["error"]["field"] == "campaigns.0.historical_engagement.open_rate"
+    not_a_number = load_crm_rows(
+        workspace["workspace_id"],
+        campaigns=[{"name": "NaN", "historical_engagement": {"open_rate": float("nan")}}],
+    )
+    assert not_a_number["success"] is False
+    assert unknown_client["success"] is False
+    assert "campaigns[0].organization_id" in unknown_client["error"]["message"]
     assert (
         tools.get_crm_context(workspace["workspace_id"], "carol@example.com")["crm_context"] == {}
     )
@@ -271,19 +294,7 @@ def _write(path: Path, text: str) -> Path:
 
 
 def test_the_cli_loads_json_and_csv_all_or_nothing(tmp_path):
-    created = _run(
-        [
-            "create-workspace",
-            "--name",
-            "Acme",
-            "--sender-email",
-            "news@acme.example",
-            "--postal-address",
-            "1 Main Street, Springfield",
-        ],
-        tmp_path,
-    )
-    workspace_id = json.loads(created.stdout)["workspace_id"]
+    workspace_id = _create_workspace(tmp_path)["workspace_id"]
     tables = _write(
         tmp_path / "crm.json",
         json.dumps({"organizations": [{"id": CLIENT, "name": "Springfield Plumbing"}]}),
@@ -316,3 +327,23 @@ def test_the_cli_loads_json_and_csv_all_or_nothing(tmp_path):
         assert "Traceback" not in failed.stderr, failed.stderr
     assert "--table" in unnamed.stderr.splitlines()[-1]
     assert "nope.json" in missing.stderr.splitlines()[-1]
+
+
+def test_a_spreadsheets_csv_reads_as_written(tmp_path):
+    # Excel's "CSV UTF-8" starts with a byte-order mark; a quoted cell may span lines.
+    exported = tmp_path / "organizations.csv"
+    exported.write_bytes(
+        "\ufeffid,name,location\r\n"
+        f'{CLIENT},Springfield Plumbing,"1 Main St\nSuite 2"\r\n'
+        "9d2f7e48-3f6b-4c5d-8b77-8c3d4e5f6a7b,Shelbyville Roofing\r\n".encode()
+    )
+
+    with pytest.raises(ToolFailure, match=r"organizations.csv:4: wrong number of cells"):
+        read_crm_file(exported)
+    exported.write_bytes(exported.read_bytes().replace(b"Roofing", b"Roofing,"))
+    rows = read_crm_file(exported)["organizations"]
+
+    assert rows == [
+        {"id": CLIENT, "name": "Springfield Plumbing", "location": "1 Main St\nSuite 2"},
+        {"id": "9d2f7e48-3f6b-4c5d-8b77-8c3d4e5f6a7b", "name": "Shelbyville Roofing"},
+    ]

@@ -26,17 +26,49 @@ from tests.smtp_sink import HeldData
 REPO = Path(__file__).resolve().parent.parent
 
 
+def _environment(**env: str) -> dict[str, str]:
+    """This process's environment without the service's settings, then `env`."""
+    outer = {k: v for k, v in os.environ.items() if not k.startswith(("SMTP_", "EMAIL_"))}
+    return {**outer, **env}
+
+
 def _run(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    environment = {k: v for k, v in os.environ.items() if not k.startswith(("SMTP_", "EMAIL_"))}
-    environment.update(env)
     return subprocess.run(
         [sys.executable, str(REPO / "main.py"), *args],
         cwd=cwd,
-        env=environment,
+        env=_environment(**env),
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
+    )
+
+
+def _create_workspace(cwd: Path) -> dict:
+    """`main.py create-workspace` for a tenant "Acme" in `cwd`: what it printed."""
+    created = _run(
+        [
+            *("create-workspace", "--name", "Acme", "--sender-email", "news@acme.example"),
+            *("--postal-address", "1 Main Street, Springfield"),
+        ],
+        cwd,
+    )
+    assert created.returncode == 0, created.stderr
+    return json.loads(created.stdout)
+
+
+def _serve(cwd: Path, **env: str) -> subprocess.Popen[str]:
+    """`main.py serve` on a free port, in `cwd`, on the embedded defaults and `env`."""
+    return subprocess.Popen(
+        [sys.executable, str(REPO / "main.py"), "serve", "--port", "0"],
+        cwd=cwd,
+        env=_environment(**env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        # A test run started in the background ignores SIGINT, and the server would inherit
+        # that; the stop must work however the tests were started.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 
@@ -94,26 +126,10 @@ def test_verbose_brings_the_frameworks_events_back(tmp_path):
 
 
 def test_the_https_warning_comes_only_where_it_matters(tmp_path):
-    local = _run(
-        [
-            *("create-workspace", "--name", "Web", "--sender-email", "w@web.example"),
-            *("--postal-address", "1 Web Way, Net"),
-        ],
-        tmp_path,
-    )
-    assert local.returncode == 0 and "https" not in local.stderr, local.stderr
+    local = _run(["status", "550e8400-e29b-41d4-a716-446655440000"], tmp_path)
+    assert "https" not in local.stderr, local.stderr
 
-    environment = {k: v for k, v in os.environ.items() if not k.startswith(("SMTP_", "EMAIL_"))}
-    environment.update(SMTP_SERVER="127.0.0.1", SMTP_PORT="2525")  # a real provider, never used
-    server = subprocess.Popen(
-        [sys.executable, str(REPO / "main.py"), "serve", "--port", "0"],
-        cwd=tmp_path,
-        env=environment,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )
+    server = _serve(tmp_path, SMTP_SERVER="127.0.0.1", SMTP_PORT="2525")  # real, never used
     assert server.stdout is not None
     assert "Serving the API" in server.stdout.readline()
     server.send_signal(signal.SIGINT)
@@ -228,26 +244,8 @@ def test_chat_uses_the_model_from_an_oai_config_list(tmp_path):
 
 
 def test_serve_runs_the_api_on_waitress_and_rotate_key_replaces_the_key(tmp_path):
-    created = _run(
-        [
-            *("create-workspace", "--name", "Web", "--sender-email", "w@web.example"),
-            *("--postal-address", "1 Web Way, Net"),
-        ],
-        tmp_path,
-    )
-    workspace = json.loads(created.stdout)
-    environment = {k: v for k, v in os.environ.items() if not k.startswith(("SMTP_", "EMAIL_"))}
-    server = subprocess.Popen(
-        [sys.executable, str(REPO / "main.py"), "serve", "--port", "0"],
-        cwd=tmp_path,
-        env=environment,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        # A test run started in the background ignores SIGINT, and the server would inherit
-        # that; the stop below must work however the tests were started.
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )
+    workspace = _create_workspace(tmp_path)
+    server = _serve(tmp_path)
     try:
         assert server.stdout is not None
         line = server.stdout.readline()

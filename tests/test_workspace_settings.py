@@ -11,7 +11,7 @@ import tools
 from persistence import OperatorAction
 from tests.builders import send
 from tests.observers import body_of, parse_message
-from tests.test_main import _run
+from tests.test_main import _create_workspace, _run
 from tools.workspaces import hash_api_key
 
 
@@ -92,19 +92,7 @@ def test_the_api_reads_and_changes_only_the_keys_own_workspace(api, workspace, o
 
 
 def test_the_cli_changes_a_workspace(tmp_path):
-    created = _run(
-        [
-            "create-workspace",
-            "--name",
-            "Acme",
-            "--sender-email",
-            "news@acme.example",
-            "--postal-address",
-            "1 Main Street, Springfield",
-        ],
-        tmp_path,
-    )
-    workspace_id = json.loads(created.stdout)["workspace_id"]
+    workspace_id = _create_workspace(tmp_path)["workspace_id"]
 
     changed = _run(["update-workspace", workspace_id, "--rate-limit", "20"], tmp_path)
     refused = _run(["update-workspace", workspace_id], tmp_path)
