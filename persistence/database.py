@@ -22,9 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from alembic import command
-from alembic.config import Config
-from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import ExceptionContext, make_url
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
@@ -34,6 +32,10 @@ from persistence.sqlite import sqlite_engine
 from persistence.tenancy import all_workspaces, current_scope
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+# The newest migration's revision (tests/test_persistence.py checks it is Alembic's head).
+# Every command starts by bringing the database up to date; one already there is told by this
+# alone, without loading Alembic: 0.4 s of imports, most of a quick command's start-up.
+SCHEMA_REVISION = "0015"
 # Any fixed number: the PostgreSQL advisory lock that stops two processes migrating at once.
 _MIGRATION_LOCK_ID = 7_311_905_551
 # The execution options `begin_unsynced` and `read_only` set; read when each transaction begins.
@@ -129,6 +131,11 @@ def sqlite_database_path(url: str) -> Path | None:
 def upgrade_to_head(engine: Engine) -> None:
     """Apply every Alembic migration the database has not had yet (over every workspace's
     rows: a migration is not a tenant's)."""
+    if schema_revision(engine) == SCHEMA_REVISION:
+        return
+    from alembic import command
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     with all_workspaces(), engine.begin() as connection:
@@ -138,3 +145,11 @@ def upgrade_to_head(engine: Engine) -> None:
             )
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
+
+
+def schema_revision(engine: Engine) -> str | None:
+    """The migration the database is at; None before the first."""
+    with all_workspaces(), engine.connect() as connection:
+        if not inspect(connection).has_table("alembic_version"):
+            return None
+        return connection.scalar(text("SELECT version_num FROM alembic_version"))

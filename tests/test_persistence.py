@@ -9,8 +9,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import insert, inspect
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
@@ -29,6 +32,7 @@ from persistence import (
     read_only,
     upgrade_to_head,
 )
+from persistence.database import MIGRATIONS_DIR, SCHEMA_REVISION, schema_revision
 from settings import Settings, SettingsError
 from tools.unsubscribe_tokens import resolve_signing_secret
 
@@ -60,6 +64,30 @@ def _check_schema(url: str) -> None:
         assert diff == [], f"models and migrations disagree: {diff}"
     finally:
         engine.dispose()
+
+
+def test_the_revision_start_up_checks_is_alembics_head(tmp_path):
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    assert ScriptDirectory.from_config(config).get_current_head() == SCHEMA_REVISION
+
+    # A database one migration behind is still brought up to it (the check only skips Alembic
+    # when there is nothing to do).
+    engine = make_engine(f"sqlite:///{tmp_path / 'behind.db'}")
+    try:
+        upgrade_to_head(engine)
+        with all_workspaces(), engine.begin() as connection:
+            command.downgrade(_on(config, connection), "-1")
+        assert schema_revision(engine) != SCHEMA_REVISION
+        upgrade_to_head(engine)
+        assert schema_revision(engine) == SCHEMA_REVISION
+    finally:
+        engine.dispose()
+
+
+def _on(config: Config, connection: Any) -> Config:
+    config.attributes["connection"] = connection
+    return config
 
 
 def test_migrations_match_the_models_on_sqlite(tmp_path):
