@@ -3,7 +3,7 @@
 Each task is one call of a tool function with an id (Celery's task guide: idempotent tasks, ids
 not objects); the rules live in the tools. A send task delivered twice (a worker died before
 acknowledging it, a dispatcher raced the request) claims its row first and does nothing when
-the claim fails. Configured from the service's settings (`tools.queue.celery_config`):
+the claim fails. Configured from the service's settings (`tools.broker.celery_config`):
 `CELERY_BROKER_URL`, JSON only, late acknowledgement, one task at a time per worker process.
 
     python main.py worker    # or: celery -A orchestration.celery_app worker
@@ -22,7 +22,7 @@ from celery.signals import setup_logging, worker_process_init
 import tools
 from log_format import configure_logging
 from settings import Settings, load_settings
-from tools import queue
+from tools import broker, queue
 from tools.send import send_stored_emails
 
 _PERIODIC_SECONDS = 60
@@ -30,7 +30,7 @@ _PERIODIC_SECONDS = 60
 
 def create_celery(settings: Settings) -> Celery:
     app = Celery("email-service", set_as_current=False)
-    app.conf.update(queue.celery_config(settings))
+    app.conf.update(broker.celery_config(settings))
     app.conf.beat_schedule = {
         "dispatch": {"task": queue.DISPATCH, "schedule": settings.dispatch_interval_seconds},
         "sweep-stalled": {"task": queue.SWEEP_STALLED, "schedule": _PERIODIC_SECONDS},

@@ -8,22 +8,19 @@ beat, publishes whatever was never published or may have been lost (`dispatch`).
 accepted waits on the broker being up, and nothing is lost while it is down. A task delivered
 twice does no harm: the worker claims its row with one conditional update first.
 
-Messages are JSON (never pickle) and carry only an id. The worker side (the tasks themselves)
-is `orchestration/celery_app.py`.
+Messages are JSON (never pickle) and carry only an id. The Celery application that publishes
+them is `tools/broker.py`; the worker side (the tasks themselves) `orchestration/celery_app.py`.
 """
 
 from __future__ import annotations
 
 import logging
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from celery import Celery
-from kombu.exceptions import OperationalError as BrokerError
 from sqlalchemy import bindparam, or_, select, update
 
 from persistence import EmailExecution, ExecutionStatus, all_workspaces
-from settings import Settings
 from tools import clock
 from tools.boundary import DATABASE_ERRORS
 
@@ -60,63 +57,6 @@ _PUBLISHED = (
     .where(_ex.id.in_(bindparam("ids", expanding=True)))
     .values(published_at=bindparam("now"))
 )
-
-
-def celery_config(settings: Settings) -> dict[str, Any]:
-    """The Celery settings every process of the service shares (publishers and workers)."""
-    return {
-        "broker_url": settings.celery_broker_url,
-        "task_serializer": "json",
-        "accept_content": ["json"],
-        "result_backend": None,  # the database is the record
-        "task_ignore_result": True,
-        # A task is acknowledged when it has finished, and given to another worker if the one
-        # running it died; the claim on the row makes the second run harmless.
-        "task_acks_late": True,
-        "task_reject_on_worker_lost": True,
-        "worker_prefetch_multiplier": 1,
-        "broker_transport_options": {"visibility_timeout": settings.broker_visibility_seconds},
-        # Publishing must not hang a request while the broker is away: fail fast, the
-        # dispatcher publishes it later.
-        "broker_connection_timeout": 2,
-        "broker_connection_retry_on_startup": True,
-        "task_publish_retry": False,
-    }
-
-
-class TaskQueue:
-    """The publishing side of the Celery application (no task is registered here)."""
-
-    def __init__(self, settings: Settings) -> None:
-        self._app = Celery("email-service", set_as_current=False)
-        self._app.conf.update(celery_config(settings))
-
-    def publish_sends(self, email_ids: list[str], batch_size: int) -> list[str]:
-        """Publish send tasks for `email_ids`, `batch_size` ids to a task, in order, until the
-        broker fails; the ids published."""
-        published: list[str] = []
-        for start in range(0, len(email_ids), batch_size):
-            batch = email_ids[start : start + batch_size]
-            try:
-                self._app.send_task(SEND_STORED, args=[batch], retry=False)
-            except (BrokerError, OSError) as error:
-                log.warning("task not published", extra={"error_type": type(error).__name__})
-                break
-            published += batch
-        return published
-
-    def answers(self) -> bool:
-        """Whether the broker takes a connection now (within the connection timeout)."""
-        with self._app.connection_for_write() as connection:
-            try:
-                connection.connect()
-            except (*connection.connection_errors, BrokerError, OSError) as error:
-                log.warning("broker not ready", extra={"error_type": type(error).__name__})
-                return False
-        return True
-
-    def close(self) -> None:
-        self._app.close()
 
 
 def publish_accepted(runtime: Runtime, email_id: str) -> None:

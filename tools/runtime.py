@@ -11,22 +11,21 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from persistence import make_engine, make_session_factory, read_only, upgrade_to_head
 from settings import Settings, load_settings
-from tools.dev_smtp_server import LocalSMTPServer, OutboxHandler
 from tools.providers.base import Provider
 from tools.providers.chain import DeliveryChain
-from tools.providers.resend import ResendProvider
-from tools.providers.sendgrid import SendGridProvider
-from tools.providers.smtp import SMTPProvider
-from tools.queue import TaskQueue
 from tools.unsubscribe_tokens import UnsubscribeTokens, resolve_signing_secret
 from tools.webhooks.events import WebhookReader
+
+if TYPE_CHECKING:
+    from tools.broker import TaskQueue
+    from tools.dev_smtp_server import LocalSMTPServer, OutboxHandler
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +57,10 @@ class Runtime:
             resolve_signing_secret(settings),
             max_age_seconds=settings.unsubscribe_token_max_age_days * 86_400,
         )
-        # The webhook verifiers, by provider; a provider without its key/secret has none. Their
-        # libraries (cryptography, svix: ~15 MiB) are imported only when configured.
+        # What is imported only when configured: the webhook verifiers' libraries
+        # (cryptography, svix: ~15 MiB), Celery, and the providers' (httpx, Flask-Mail, which
+        # loads Flask; aiosmtpd) when the first send needs them. A command that needs none of
+        # them starts that much sooner (bench/cli_startup.py).
         self.webhooks: dict[str, WebhookReader] = {}
         if settings.sendgrid_webhook_public_key:
             from tools.webhooks.sendgrid import SendGridWebhook
@@ -72,19 +73,39 @@ class Runtime:
         self.dev_server: LocalSMTPServer | None = None
         self.outbox: OutboxHandler | None = None
         # The task queue, when a broker is configured; else `main.py worker` polls the database.
-        self.queue: TaskQueue | None = TaskQueue(settings) if settings.celery_broker_url else None
-        self.delivery = DeliveryChain(
-            self._providers(settings, monotonic),
-            max_retries=settings.max_retries,
-            initial_delay=settings.retry_initial_delay,
-            max_delay=settings.retry_max_delay,
-            sleep=sleep,
-        )
+        self.queue: TaskQueue | None = None
+        if settings.celery_broker_url:
+            from tools.broker import TaskQueue
+
+            self.queue = TaskQueue(settings)
+        self._sleep = sleep
+        self._delivery: DeliveryChain | None = None
+        self._delivery_lock = threading.Lock()
+
+    @property
+    def delivery(self) -> DeliveryChain:
+        """The providers in fallback order, built on first use (the development server
+        started then): `status` or `create-workspace` never loads or starts them."""
+        chain = self._delivery
+        if chain is None:
+            with self._delivery_lock:
+                if self._delivery is None:
+                    self._delivery = DeliveryChain(
+                        self._providers(self.settings, self.monotonic),
+                        max_retries=self.settings.max_retries,
+                        initial_delay=self.settings.retry_initial_delay,
+                        max_delay=self.settings.retry_max_delay,
+                        sleep=self._sleep,
+                    )
+                chain = self._delivery
+        return chain
 
     def _providers(self, settings: Settings, monotonic: Callable[[], float]) -> list[Provider]:
         """The configured providers in fallback order: SendGrid, Resend, SMTP."""
         providers: list[Provider] = []
         if settings.sendgrid_api_key:
+            from tools.providers.sendgrid import SendGridProvider
+
             providers.append(
                 SendGridProvider(
                     settings.sendgrid_api_key,
@@ -93,6 +114,8 @@ class Runtime:
                 )
             )
         if settings.resend_api_key:
+            from tools.providers.resend import ResendProvider
+
             providers.append(
                 ResendProvider(
                     settings.resend_api_key,
@@ -103,12 +126,16 @@ class Runtime:
         host, port = settings.smtp_server, settings.smtp_port
         use_tls, use_ssl = settings.smtp_use_tls, settings.smtp_use_ssl
         if settings.uses_dev_smtp_server:
+            from tools.dev_smtp_server import LocalSMTPServer, OutboxHandler
+
             self.outbox = OutboxHandler(settings.outbox_dir)
             self.dev_server = LocalSMTPServer(self.outbox)
             self.dev_server.start()
             host, port, use_tls, use_ssl = "127.0.0.1", self.dev_server.port, False, False
             log.info("embedded development SMTP server started", extra={"port": port})
         if host is not None:
+            from tools.providers.smtp import SMTPProvider
+
             providers.append(
                 SMTPProvider(
                     host,
@@ -141,7 +168,8 @@ class Runtime:
         return chain
 
     def close(self) -> None:
-        self.delivery.close()
+        if self._delivery is not None:
+            self._delivery.close()
         if self.queue is not None:
             self.queue.close()
         if self.dev_server is not None:
