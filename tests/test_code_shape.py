@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-PACKAGES = ("tools", "agents", "api", "orchestration")
+PACKAGES = ("tools", "agents", "api", "orchestration", "cli")
 MAX_LINES = 60
 
 

@@ -207,7 +207,105 @@ def test_a_dotenv_file_is_read_under_the_environment_and_checked_like_it(tmp_pat
     assert from_file.returncode == 2
     assert from_file.stderr.strip() == "Configuration error: EMAIL_RATE_LIMIT must be an integer"
     assert overridden.returncode == 1, overridden.stderr  # the environment's 7 won: it ran
-    assert json.loads(overridden.stdout)["found"] is False
+    assert overridden.stderr == "error: no such email (not_found)\n"
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_every_expected_failure_is_one_line_and_a_non_zero_exit(tmp_path):
+    (tmp_path / "broken.json").write_text('{"subject": "Hi",')
+    unknown = "550e8400-e29b-41d4-a716-446655440000"
+    record = ["record-circuit", "--workspace-id", unknown, "--execution-id", "e1"]
+    send = [
+        *("send", "--workspace-id", unknown, "--client-id", unknown),
+        *("--execution-id", "e1", "--recipient", "pat@example.com"),
+    ]
+    away = f"postgresql+psycopg://app:hunter2@127.0.0.1:{_closed_port()}/mail"
+    failures = {
+        "missing file": (_run([*send, "--asset-file", "absent.json"], tmp_path), 2),
+        "malformed JSON": (
+            _run([*record, "--circuit", "CX06", "--output-file", "broken.json"], tmp_path),
+            2,
+        ),
+        "not a UUID": (_run(["status", "42"], tmp_path), 2),
+        "unknown option": (_run(["status", "--colour", unknown], tmp_path), 2),
+        "bad setting": (_run(["status", unknown], tmp_path, EMAIL_TIMEOUT="soon"), 2),
+        "database away": (_run(["status", unknown], tmp_path, EMAIL_LOG_DATABASE_URL=away), 1),
+        "database folder is a file": (
+            _run(
+                ["status", unknown],
+                tmp_path,
+                EMAIL_LOG_DATABASE_URL=f"sqlite:///{tmp_path / 'broken.json' / 'mail.db'}",
+            ),
+            1,
+        ),
+        "unknown id": (_run(["status", unknown], tmp_path), 1),
+        "unknown workspace": (_run(["rotate-key", unknown], tmp_path), 1),
+        "beat without a broker": (_run(["beat"], tmp_path), 2),
+    }
+    for case, (result, code) in failures.items():
+        assert result.returncode == code, (case, result.stderr)
+        assert result.stdout == "", (case, result.stdout)
+        assert len(result.stderr.splitlines()) == 1, (case, result.stderr)
+    lines = {case: result.stderr for case, (result, _) in failures.items()}
+    assert "cannot read absent.json: No such file" in lines["missing file"]
+    assert "broken.json is not JSON" in lines["malformed JSON"]
+    assert "'42' is not a UUID" in lines["not a UUID"]
+    assert "--colour" in lines["unknown option"]
+    assert "(see 'main.py status --help')" in lines["unknown option"]
+    assert lines["bad setting"] == "Configuration error: EMAIL_TIMEOUT must be a number\n"
+    assert lines["database away"].startswith("error: cannot open the database postgresql")
+    assert "hunter2" not in lines["database away"] and "***" in lines["database away"]
+    assert str(tmp_path / "broken.json") in lines["database folder is a file"]
+    assert lines["unknown id"] == "error: no such email (not_found)\n"
+    assert "(unknown_workspace)" in lines["unknown workspace"]
+    assert "CELERY_BROKER_URL" in lines["beat without a broker"]
+
+
+def test_each_commands_help_gives_the_defaults_and_the_form_of_its_inputs(tmp_path):
+    send = _run(["send", "--help"], tmp_path)
+    record = _run(["record-circuit", "--help"], tmp_path)
+    worker = _run(["worker", "--help"], tmp_path)
+
+    assert send.returncode == 0 and record.returncode == 0 and worker.returncode == 0
+    assert "--client-id UUID" in send.stdout and "--asset-file FILE.json" in send.stdout
+    for field in ("subject", "html_body", "preheader", "text_body", "cta_url", "tags"):
+        assert field in send.stdout and field in record.stdout
+    assert "2026-12-24T09:00:00+01:00" in send.stdout  # a time carries its zone
+    assert "1-128" in record.stdout  # what an execution id may be
+    assert "[default: 5.0; x>=0]" in worker.stdout and "[default: 100; x>=1]" in worker.stdout
+
+
+def test_the_commands_run_the_flask_way_too(tmp_path):
+    workspace = _create_workspace(tmp_path)
+    flask = [sys.executable, "-m", "flask", "--app", str(REPO / "main.py")]
+    rotated = subprocess.run(
+        [*flask, "rotate-key", workspace["workspace_id"]],
+        cwd=tmp_path,
+        env=_environment(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    unknown = subprocess.run(
+        [*flask, "status", "550e8400-e29b-41d4-a716-446655440000"],
+        cwd=tmp_path,
+        env=_environment(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert rotated.returncode == 0, rotated.stderr
+    assert json.loads(rotated.stdout)["api_key"] != workspace["api_key"]
+    assert unknown.returncode == 1  # a failure is a failure under flask too
+    assert unknown.stderr == "error: no such email (not_found)\n"
 
 
 def test_help_lists_the_commands(tmp_path):
@@ -274,7 +372,7 @@ def test_serve_runs_the_api_on_waitress_and_rotate_key_replaces_the_key(tmp_path
             server.kill()  # not left running; the test still fails on the timeout
             server.wait()
             raise
-    assert _run(["rotate-key", "not-a-workspace"], tmp_path).returncode == 1
+    assert _run(["rotate-key", "not-a-workspace"], tmp_path).returncode == 2  # not a UUID
 
 
 def _serve_with_a_send_in_hand(settings, workspace, smtp_sink):
