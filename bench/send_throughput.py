@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import email.policy
 import importlib
 import multiprocessing
@@ -371,8 +370,7 @@ def _case_c_once(
 
     # A fresh database per repeat: every run starts from the same (empty) state.
     with tempfile.TemporaryDirectory(prefix="bench-send-", dir=tmp_root) as tmpdir:
-        settings = dataclasses.replace(
-            load_settings({}),
+        settings = load_settings({}).replace(
             database_url=f"sqlite:///{tmpdir}/bench.db",
             smtp_server="127.0.0.1",
             smtp_port=port,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import socket
 import textwrap
@@ -148,8 +147,7 @@ def _silenced(logger_name: str) -> Iterator[None]:
 def _outage(settings: Settings, workspace_id: str) -> tuple[ChatRun, str | None]:
     """A send whose provider is down: CX08 reschedules it; its retry, made due at once, fails
     again and is escalated. So the demo leaves nothing due for a later worker to send."""
-    outage = dataclasses.replace(
-        settings,
+    outage = settings.replace(
         smtp_server="127.0.0.1",
         smtp_port=_closed_port(),
         sendgrid_api_key=None,

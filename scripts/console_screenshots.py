@@ -12,7 +12,6 @@ refuses (so CX08 reschedules, then escalates), suppressions; then serves the con
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import shutil
 import sys
 import tempfile
@@ -74,8 +73,7 @@ def main() -> None:
             sys.exit(f"{program} is not installed (apt install chromium chromium-driver)")
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as folder:
-        base = dataclasses.replace(
-            load_settings({}),
+        base = load_settings({}).replace(
             database_url=f"sqlite:///{folder}/demo.db",
             outbox_dir=Path(folder) / "outbox",
             signing_secret="demo-signing-secret",  # noqa: S106 - a throw-away demo database
@@ -98,9 +96,7 @@ def seed(base: Any) -> tuple[str, str]:
     relay.start()
     try:
         tools.configure(
-            dataclasses.replace(
-                base, smtp_server="127.0.0.1", smtp_port=relay.port, smtp_use_tls=False
-            )
+            base.replace(smtp_server="127.0.0.1", smtp_port=relay.port, smtp_use_tls=False)
         )
         start = clock.utcnow() - timedelta(hours=23)
         workspace = tools.create_workspace(

@@ -3,7 +3,6 @@ executions, sends, and emails as the pipeline hands them to providers."""
 
 from __future__ import annotations
 
-import dataclasses
 import uuid
 from pathlib import Path
 from typing import Any
@@ -49,7 +48,7 @@ def make_settings(database_url: str, sink: SMTPSink, tmp_path: Path, **overrides
         "outbox_dir": tmp_path / "outbox",
         **overrides,
     }
-    return dataclasses.replace(base, **values)
+    return base.replace(**values)
 
 
 def approve(

@@ -3,7 +3,6 @@ waitress on 127.0.0.1 (the `api` fixture runs each test both ways)."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 from datetime import UTC, datetime, timedelta
@@ -369,7 +368,7 @@ def test_a_repeated_send_is_409_with_the_first_result_and_sends_nothing(api, wor
 def test_an_unconfirmed_hand_over_is_500_and_escalated(
     api, workspace, settings, sendgrid_fake, smtp_sink
 ):
-    tools.configure(dataclasses.replace(settings, **api_settings(sendgrid_fake), timeout_seconds=2))
+    tools.configure(settings.replace(**api_settings(sendgrid_fake), timeout_seconds=2))
     sendgrid_fake.script.append(Drop(accept=True))
 
     reply = post_send(api, workspace, send_body(approve(workspace["workspace_id"])))
@@ -385,7 +384,7 @@ def test_an_unconfirmed_hand_over_is_500_and_escalated(
 def test_a_total_failure_is_500_with_cx08s_reschedule_and_a_retry_is_safe(
     api, workspace, settings, sendgrid_fake
 ):
-    tools.configure(dataclasses.replace(settings, **api_settings(sendgrid_fake), smtp_server=None))
+    tools.configure(settings.replace(**api_settings(sendgrid_fake), smtp_server=None))
     sendgrid_fake.script.append(sendgrid_reply(400, "bad request"))
     body = send_body(approve(workspace["workspace_id"]))
 
@@ -489,7 +488,7 @@ def test_bad_metrics_queries_are_400(api, workspace, params, code):
 
 
 def test_provider_performance_summary(api, workspace, settings, sendgrid_fake, smtp_sink):
-    tools.configure(dataclasses.replace(settings, **api_settings(sendgrid_fake)))
+    tools.configure(settings.replace(**api_settings(sendgrid_fake)))
     sendgrid_fake.script.append(sendgrid_reply(400, "bad request"))  # first send falls back
     for n in range(3):
         post_send(api, workspace, send_body(approve(workspace["workspace_id"]), f"p{n}@x.example"))
@@ -596,8 +595,7 @@ def test_status_of_an_email(api, workspace, smtp_sink):
 def test_providers_lists_the_chain_and_presets_but_no_secret(
     api, workspace, settings, sendgrid_fake
 ):
-    secret_settings = dataclasses.replace(
-        settings,
+    secret_settings = settings.replace(
         **api_settings(sendgrid_fake),
         smtp_username="mailer",
         smtp_password="smtp-password-123",

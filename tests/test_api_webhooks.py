@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import base64
-import dataclasses
 import json
 import os
 import random
@@ -129,7 +128,7 @@ def configure_on(database: str, request, settings, **overrides: Any) -> None:
     """The tools on the test's SQLite file, or on a PostgreSQL database of the test's own."""
     url = request.getfixturevalue("postgres_url") if database == "postgresql" else None
     values = {"database_url": url or settings.database_url, **overrides}
-    tools.configure(dataclasses.replace(settings, **values))
+    tools.configure(settings.replace(**values))
 
 
 # SendGrid --------------------------------------------------------------------------------
@@ -468,7 +467,7 @@ def test_the_worker_pass_folds_an_event_that_overtook_its_send(
 def resend_only(settings, resend_fake):
     """The runtime with Resend as the only provider (its webhook secret still set)."""
     values = {**api_settings(resend=resend_fake), "sendgrid_api_key": None}
-    return tools.configure(dataclasses.replace(settings, **values))
+    return tools.configure(settings.replace(**values))
 
 
 def resend_event(sent: dict, resend_fake, kind: str, **data: Any) -> bytes:
@@ -592,9 +591,7 @@ def test_a_resend_request_that_is_not_signed_right_is_401_and_stores_nothing(
 
 
 def test_webhooks_without_their_key_configured_are_503(api, settings):
-    tools.configure(
-        dataclasses.replace(settings, sendgrid_webhook_public_key=None, resend_webhook_secret=None)
-    )
+    tools.configure(settings.replace(sendgrid_webhook_public_key=None, resend_webhook_secret=None))
 
     for path in (SENDGRID, RESEND):
         reply = api.post(path, content=b"[]", headers={"Content-Type": "application/json"})
@@ -607,7 +604,7 @@ def test_a_malformed_webhook_key_is_a_configuration_error(settings):
     from settings import SettingsError
 
     with pytest.raises(SettingsError, match="SENDGRID_WEBHOOK_PUBLIC_KEY"):
-        tools.configure(dataclasses.replace(settings, sendgrid_webhook_public_key="not-a-key"))
+        tools.configure(settings.replace(sendgrid_webhook_public_key="not-a-key"))
     tools.shutdown()
 
 
@@ -762,7 +759,7 @@ def test_an_event_that_arrives_before_the_send_is_recorded_is_kept_with_the_send
 def test_complaints_over_the_hard_rate_pause_new_sends_until_an_operator_lifts_it(
     api, settings, workspace, sendgrid_fake, sendgrid_signer
 ):
-    tools.configure(dataclasses.replace(settings, reputation_min_sends=4))
+    tools.configure(settings.replace(reputation_min_sends=4))
     sent = [send_via_api(api, workspace, f"r{n}@example.com") for n in range(4)]
     body = sendgrid_events(sent[0], sendgrid_fake, {"event": "spamreport", "timestamp": NOW})
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 
 import pytest
@@ -23,9 +22,7 @@ def attachments_dir(tmp_path, runtime):
     (folder / "escape.txt").symlink_to(secret)
     (folder / "dirlink").symlink_to(tmp_path)
     os.mkfifo(folder / "pipe")
-    tools.configure(
-        dataclasses.replace(runtime.settings, attachments_dir=folder, max_attachment_bytes=1024)
-    )
+    tools.configure(runtime.settings.replace(attachments_dir=folder, max_attachment_bytes=1024))
     return folder
 
 

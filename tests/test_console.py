@@ -4,7 +4,6 @@ same pages in tests/test_console_browser.py.)"""
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from datetime import timedelta
 from html import unescape
@@ -315,7 +314,7 @@ def test_the_dev_inbox_is_absent_behind_a_real_provider(console):
 @pytest.fixture
 def dev_console(settings, workspace):
     """The console on the built-in development SMTP server (no provider configured)."""
-    tools.configure(dataclasses.replace(settings, smtp_server=None))
+    tools.configure(settings.replace(smtp_server=None))
     person = Console(create_app().test_client())
     person.sign_in(workspace["api_key"])
     return person

@@ -4,7 +4,6 @@ acknowledge an escalation, remove a suppression, sign out. And a hostile email s
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import pytest
@@ -25,7 +24,7 @@ from tests.observers import body_of, parse_message
 @pytest.fixture
 def runtime(settings):
     # CX08's reschedule falls due at once, so a send can be escalated without moving time.
-    yield tools.configure(dataclasses.replace(settings, reschedule_delay_seconds=0.0))
+    yield tools.configure(settings.replace(reschedule_delay_seconds=0.0))
     tools.shutdown()
 
 

@@ -3,7 +3,6 @@ its CX07 circuit result, on request or at each collect-metrics when switched on.
 
 from __future__ import annotations
 
-import dataclasses
 from datetime import timedelta
 
 from sqlalchemy import select, update
@@ -94,7 +93,7 @@ def test_only_a_sent_email_of_the_workspace_is_evaluated(workspace, other_worksp
 
 
 def test_collect_metrics_evaluates_what_changed_when_switched_on(settings, workspace, smtp_sink):
-    tools.configure(dataclasses.replace(settings, cx07_on_collect=True))
+    tools.configure(settings.replace(cx07_on_collect=True))
     wid = workspace["workspace_id"]
     emails = [send(workspace, f"r{n}@example.com")["email_id"] for n in range(3)]
     _engaged(emails[1], clicked=True)

@@ -3,7 +3,6 @@ recipient's server received it."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import uuid
 from datetime import timedelta
@@ -44,7 +43,7 @@ def _message_rows() -> int:
 @pytest.fixture
 def one_attempt_then_reschedule(runtime):
     """SMTP alone, no retries, CX08's reschedule after 300 s."""
-    settings = dataclasses.replace(runtime.settings, max_retries=0, reschedule_delay_seconds=300.0)
+    settings = runtime.settings.replace(max_retries=0, reschedule_delay_seconds=300.0)
     return tools.configure(settings)
 
 
@@ -143,7 +142,7 @@ def test_attachments_are_named_with_type_and_size(runtime, workspace, smtp_sink,
     folder.mkdir()
     (folder / "terms.txt").write_text("the terms")
     (folder / "price list.pdf").write_bytes(b"%PDF-1.4 " + b"x" * 100)
-    tools.configure(dataclasses.replace(runtime.settings, attachments_dir=folder))
+    tools.configure(runtime.settings.replace(attachments_dir=folder))
 
     result = send(workspace, attachments=["terms.txt", "price list.pdf"])
     assert result["status"] == "sent", result

@@ -146,8 +146,8 @@ _WORKER = textwrap.dedent(
     import tools
     from settings import load_settings
     spec = json.loads(sys.argv[1])
-    tools.configure(dataclasses.replace(
-        load_settings({}), database_url=spec["url"], smtp_server="127.0.0.1",
+    tools.configure(load_settings({}).replace(
+        database_url=spec["url"], smtp_server="127.0.0.1",
         smtp_port=spec["port"], smtp_use_tls=False, signing_secret="s", retry_initial_delay=0.01))
     while time.time() < spec["start_at"]:
         time.sleep(0.001)

@@ -3,8 +3,6 @@ own parser; off without a token, closed without the right one."""
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -17,7 +15,7 @@ TOKEN = "metrics-token-for-tests"
 
 @pytest.fixture
 def client(settings):
-    tools.configure(dataclasses.replace(settings, metrics_token=TOKEN))
+    tools.configure(settings.replace(metrics_token=TOKEN))
     yield create_app().test_client()
     tools.shutdown()
 

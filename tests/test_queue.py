@@ -7,7 +7,6 @@ A private redis-server per test (`tests/redis_server.py`) is the broker, so a te
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 import re
 import signal
@@ -182,7 +181,7 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_sends_nothing_twice(
     broker.stop()
     accepted = _accept(workspace, 20)  # published by the dispatcher: four batches of five
     broker.start()
-    tools.configure(dataclasses.replace(settings, send_batch_size=5))
+    tools.configure(settings.replace(send_batch_size=5))
     assert queue.dispatch(tools.get_runtime()) == 20
     env = {**_environment(settings, smtp_sink, broker), "EMAIL_SEND_BATCH_SIZE": "5"}
     held = HeldData(smtp_sink)

@@ -4,8 +4,6 @@ with the guard off). The webhook path is in tests/test_api_webhooks.py."""
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 from sqlalchemy import update
 
@@ -18,7 +16,7 @@ from tools import clock
 @pytest.fixture
 def guarded(settings, workspace):
     """Judged from 10 sends (after the `runtime` fixture configured the defaults)."""
-    return tools.configure(dataclasses.replace(settings, reputation_min_sends=10))
+    return tools.configure(settings.replace(reputation_min_sends=10))
 
 
 def _engaged(email_ids: list[str], **flags: bool) -> None:
@@ -45,7 +43,7 @@ def test_rates_under_the_minimum_volume_are_not_judged(guarded, workspace, smtp_
 
 
 def test_a_warning_rate_is_a_signal_and_sending_goes_on(guarded, settings, workspace, smtp_sink):
-    tools.configure(dataclasses.replace(settings, reputation_min_sends=10, complaint_rate_hard=0.2))
+    tools.configure(settings.replace(reputation_min_sends=10, complaint_rate_hard=0.2))
     emails = _sends(workspace, 10)
     _engaged(emails[:1], complained=True)
     _engaged(emails[1:3], unsubscribed=True)
@@ -81,7 +79,7 @@ def test_over_the_hard_rate_sends_pause_and_stored_ones_wait(guarded, workspace,
 
 
 def test_with_the_guard_off_a_hard_rate_only_signals(settings, workspace, smtp_sink):
-    tools.configure(dataclasses.replace(settings, reputation_min_sends=10, complaint_guard=False))
+    tools.configure(settings.replace(reputation_min_sends=10, complaint_guard=False))
     emails = _sends(workspace, 10)
     _engaged(emails[:2], complained=True)
 

@@ -318,8 +318,8 @@ _DIES_DURING_DELIVERY = textwrap.dedent(
     import tools
     from settings import load_settings
     spec = json.loads(sys.argv[1])
-    tools.configure(dataclasses.replace(
-        load_settings({}), database_url=spec["url"], smtp_server="127.0.0.1",
+    tools.configure(load_settings({}).replace(
+        database_url=spec["url"], smtp_server="127.0.0.1",
         smtp_port=spec["port"], smtp_use_tls=False, signing_secret="s"))
     tools.send_email(**spec["call"])  # killed while the server holds back its answer to DATA
     """

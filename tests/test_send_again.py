@@ -4,7 +4,6 @@ escalation that may have been delivered is never sent again."""
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import threading
 import time
@@ -109,7 +108,7 @@ def test_an_email_every_provider_refused_is_sent_again_once_and_recorded(
 def test_a_round_sent_again_has_its_own_provider_key(
     workspace, settings, smtp_sink, resend_fake, mocker
 ):
-    runtime = tools.configure(dataclasses.replace(settings, **api_settings(resend=resend_fake)))
+    runtime = tools.configure(settings.replace(**api_settings(resend=resend_fake)))
     resend_fake.script.extend([resend_reply(422, "invalid_parameter")] * 2)
     email_id = _escalate(workspace, runtime, smtp_sink, mocker, "gone@example.com")
 
@@ -158,7 +157,7 @@ def test_failing_everywhere_again_escalates_again_for_an_operator(
 
 
 def test_an_unconfirmed_hand_over_is_refused_and_nothing_is_sent(workspace, settings, smtp_sink):
-    tools.configure(dataclasses.replace(settings, timeout_seconds=1.0))
+    tools.configure(settings.replace(timeout_seconds=1.0))
     held = HeldData(smtp_sink)  # the message is in; its answer comes after the client gave up
     try:
         escalated = send(workspace, "maybe@example.com")
@@ -309,7 +308,7 @@ def test_with_a_task_queue_it_is_published_for_a_worker(
     workspace, runtime, settings, smtp_sink, broker, mocker
 ):
     email_id = _escalate(workspace, runtime, smtp_sink, mocker, "gone@example.com")
-    tools.configure(dataclasses.replace(settings, celery_broker_url=broker.url))
+    tools.configure(settings.replace(celery_broker_url=broker.url))
 
     result = tools.send_again(workspace["workspace_id"], email_id, NOTE)
 

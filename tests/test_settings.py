@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from settings import Settings, SettingsError, load_settings
 
@@ -209,3 +210,46 @@ def test_a_malformed_dotenv_setting_is_the_same_clear_error(tmp_path, monkeypatc
     with pytest.raises(SettingsError) as from_environment:
         load_settings({"SMTP_PORT": "smtp"})
     assert str(from_file.value) == str(from_environment.value)
+
+
+def test_a_name_of_ours_that_is_no_setting_is_refused_from_the_file_and_the_environment(
+    tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text("FLASK_DEBUG=1\nEMAIL_RATE_LIMT=25\n")
+    with pytest.raises(SettingsError) as misspelt:
+        load_settings()
+    assert str(misspelt.value) == (
+        "EMAIL_RATE_LIMT is not a setting of this service (did you mean EMAIL_RATE_LIMIT?)"
+    )
+    # Another service's name for it would be silently ignored, and mail sent elsewhere.
+    with pytest.raises(SettingsError) as theirs:
+        load_settings({"SMTP_HOST": "mail.example"})
+    assert str(theirs.value).endswith("(did you mean SMTP_SERVER?)")
+
+    # Other tools' variables in the same file (Flask's, the model list's) are theirs.
+    (tmp_path / ".env").write_text("FLASK_DEBUG=1\nOAI_CONFIG_LIST=models.json\nSMTP_PORT=2525\n")
+    monkeypatch.delenv("SMTP_PORT", raising=False)
+    assert load_settings().smtp_port == 2525
+
+
+def test_a_copy_with_changes_is_checked_as_a_new_one():
+    settings = load_settings({})
+    changed = settings.replace(smtp_server="mail.example", smtp_port=25)
+
+    assert (changed.smtp_server, changed.smtp_port) == ("mail.example", 25)
+    assert settings.smtp_server is None and settings.smtp_port == 587  # immutable
+    with pytest.raises(ValidationError):
+        settings.replace(smtp_port=0)
+    with pytest.raises(ValidationError):
+        settings.replace(smtp_use_tls=True, smtp_use_ssl=True)
+    with pytest.raises(ValidationError):
+        settings.replace(smpt_port=25)  # a misspelt field
+
+
+def test_every_setting_is_read_from_a_variable_and_whitespace_is_unset():
+    from settings import VARIABLES
+
+    assert {"SMTP_SERVER", "EMAIL_SERVER_HOST", "EMAIL_LOG_DATABASE_URL"} <= VARIABLES
+    assert all(field.validation_alias for field in Settings.model_fields.values())
+    assert load_settings({"EMAIL_RATE_LIMIT": "   ", "SMTP_SERVER": " "}) == Settings()

@@ -122,7 +122,6 @@ def test_cta_url_is_added_once_when_the_body_lacks_it(workspace, smtp_sink, runt
 def test_attachment_arrives_base64_encoded_with_its_name(
     attachment_name, content_type, workspace, smtp_sink, runtime, tmp_path
 ):
-    import dataclasses
 
     import tools
 
@@ -130,7 +129,7 @@ def test_attachment_arrives_base64_encoded_with_its_name(
     folder.mkdir()
     payload = bytes(range(256)) * 40
     (folder / attachment_name).write_bytes(payload)
-    tools.configure(dataclasses.replace(runtime.settings, attachments_dir=folder))
+    tools.configure(runtime.settings.replace(attachments_dir=folder))
 
     result = send(workspace, attachments=[attachment_name])
 
