@@ -282,25 +282,20 @@ def test_each_commands_help_gives_the_defaults_and_the_form_of_its_inputs(tmp_pa
 
 def test_the_commands_run_the_flask_way_too(tmp_path):
     workspace = _create_workspace(tmp_path)
-    flask = [sys.executable, "-m", "flask", "--app", str(REPO / "main.py")]
-    rotated = subprocess.run(
-        [*flask, "rotate-key", workspace["workspace_id"]],
-        cwd=tmp_path,
-        env=_environment(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    unknown = subprocess.run(
-        [*flask, "status", "550e8400-e29b-41d4-a716-446655440000"],
-        cwd=tmp_path,
-        env=_environment(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+
+    def flask(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "flask", "--app", str(REPO / "main.py"), *args],
+            cwd=tmp_path,
+            env=_environment(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    rotated = flask("rotate-key", workspace["workspace_id"])
+    unknown = flask("status", "550e8400-e29b-41d4-a716-446655440000")
 
     assert rotated.returncode == 0, rotated.stderr
     assert json.loads(rotated.stdout)["api_key"] != workspace["api_key"]
