@@ -250,7 +250,10 @@ class Settings(BaseSettings):
         return self
 
     def replace(self, **changes: Any) -> Settings:
-        """A copy with `changes` (by field name), checked as a new `Settings` is."""
+        """A copy with `changes` (by field name), checked as a new `Settings` is. A new SMTP
+        server replaces the preset's (None: the development server), not filled from it."""
+        if "smtp_server" in changes:
+            changes.setdefault("smtp_provider", None)
         return Settings(**{**self.model_dump(), **changes})
 
     @property

@@ -164,3 +164,23 @@ def test_a_batch_blocks_what_came_up_meanwhile_and_sends_the_rest(workspace, smt
     assert _status(ids[0]) == ("blocked", "suppressed")
     assert _status(ids[1]) == ("blocked", "circuit_validation_failed")
     assert [m.rcpt_tos[0] for m in smtp_sink.messages] == ["r2@example.com"]
+
+
+def test_providers_that_cannot_be_built_leave_the_stored_sends_as_they_were(
+    workspace, runtime, tmp_path, mocker
+):
+    later = (clock.utcnow() + timedelta(minutes=5)).isoformat()
+    email_id = send(workspace, "s@example.com", scheduled_for=later)["email_id"]
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    # The development server's outbox cannot be made: the chain fails as it is built.
+    tools.configure(runtime.settings.replace(smtp_server=None, outbox_dir=blocker / "outbox"))
+    mocker.patch("tools.clock.utcnow", return_value=clock.utcnow() + timedelta(minutes=10))
+
+    try:
+        send_stored_emails([email_id])
+    except OSError:
+        pass
+    else:
+        raise AssertionError("the chain was built")
+    assert _status(email_id) == ("scheduled", None)  # not claimed, not escalated

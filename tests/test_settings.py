@@ -253,3 +253,11 @@ def test_every_setting_is_read_from_a_variable_and_whitespace_is_unset():
     assert {"SMTP_SERVER", "EMAIL_SERVER_HOST", "EMAIL_LOG_DATABASE_URL"} <= VARIABLES
     assert all(field.validation_alias for field in Settings.model_fields.values())
     assert load_settings({"EMAIL_RATE_LIMIT": "   ", "SMTP_SERVER": " "}) == Settings()
+
+
+def test_a_copy_given_no_smtp_server_uses_the_development_server_whatever_the_preset():
+    preset = load_settings({"SMTP_PROVIDER": "gmail", **LOGIN})
+    offline = preset.replace(smtp_server=None)  # as the notebooks make theirs
+
+    assert offline.smtp_server is None and offline.uses_dev_smtp_server
+    assert preset.replace(smtp_port=2525).smtp_server == "smtp.gmail.com"

@@ -76,6 +76,7 @@ def send_stored_emails(email_ids: list[str], stop: threading.Event | None = None
     worker's task does); what became of each, by id (one of `OUTCOMES`: `skipped` when it was
     not waiting any more, sent or taken by another worker)."""
     runtime = get_runtime()
+    runtime.delivery  # noqa: B018 - see `send_email`: built before anything is claimed
     became = dict.fromkeys(email_ids, "skipped")
     checked: list[tuple[CheckedSend, Execution]] = []
     for stored in _waiting(runtime, email_ids):

@@ -47,6 +47,10 @@ def send_email(args: SendEmailArgs) -> dict[str, Any]:
     `respond_async` accepts it for a worker to send (`deliver_queued_emails`), status `queued`.
     """
     runtime = get_runtime()
+    # The providers are built on first use; built here, before the reservation, a chain that
+    # cannot be built (an outbox folder that cannot be made) fails the call with nothing
+    # claimed, instead of failing a claimed send as if it might have been delivered.
+    runtime.delivery  # noqa: B018
     send = check_send(runtime.settings, str(uuid.uuid4()), args)
     crm = crm_snapshot(runtime, args.workspace_id, send.recipients.to.normalized, args.client_id)
     send = dataclasses.replace(send, crm_context=crm)
