@@ -1,10 +1,14 @@
 """Service configuration: one typed, immutable declaration of every setting and the
-variables it is read from (pydantic-settings).
+variables it is read from (a pydantic model).
 
 Seed 000's variable names are primary; seed 001's `EMAIL_SERVER_*` names are accepted as aliases.
-`load_settings()` reads the environment over the nearest `.env` file; tests and embedding code
-build their own `Settings(field=...)` (or `settings.replace(...)` a loaded one), which reads
-nothing. Nothing else in the code base reads `os.environ` for service settings.
+`load_settings()` reads the environment over the nearest `.env` file (python-dotenv); tests and
+embedding code build their own `Settings(field=...)` (or `settings.replace(...)` a loaded one),
+which reads nothing. Nothing else in the code base reads `os.environ` for service settings.
+
+Why not pydantic-settings' sources: they name every value by its setting's first variable, so
+a bad EMAIL_SERVER_PORT would be reported as SMTP_PORT, and a blank SMTP_SERVER would hide a
+set EMAIL_SERVER_HOST. `_chosen` keeps the variable each value came from (a dozen lines).
 """
 
 from __future__ import annotations
@@ -19,6 +23,9 @@ from urllib.parse import urlsplit
 import dotenv
 from pydantic import (
     AliasChoices,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
     Field,
     ValidationError,
     ValidationInfo,
@@ -26,13 +33,6 @@ from pydantic import (
     model_validator,
 )
 from pydantic_core import ErrorDetails, PydanticCustomError
-from pydantic_settings import (
-    BaseSettings,
-    DotEnvSettingsSource,
-    EnvSettingsSource,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-)
 from sqlalchemy.engine import make_url
 
 # Seed 000's SMTP presets. `SMTP_PROVIDER=<name>` fills host, port and STARTTLS; explicit
@@ -60,23 +60,43 @@ def _env(*names: str, **field: Any) -> Any:
     return Field(validation_alias=alias, **field)
 
 
+def _whole_number(value: Any) -> Any:
+    """Text of digits only: pydantic alone would take "3.0" for 3."""
+    if isinstance(value, str) and not value.strip().lstrip("+-").isdigit():
+        raise PydanticCustomError("int_parsing", "must be an integer")
+    return value
+
+
+Integer = Annotated[int, BeforeValidator(_whole_number)]
 Seconds = Annotated[float, Field(ge=0)]
 Fraction = Annotated[float, Field(ge=0)]  # 0.003 is 0.3%
-Count = Annotated[int, Field(ge=0)]
-Positive = Annotated[int, Field(ge=1)]
+Count = Annotated[Integer, Field(ge=0)]
+Positive = Annotated[Integer, Field(ge=1)]
 
 
-class Settings(BaseSettings):
-    """Everything the service needs to know about its environment."""
+class Settings(BaseModel):
+    """Everything the service needs to know about its environment.
 
-    model_config = SettingsConfigDict(
+    A value that cannot be used is a `SettingsError` naming the field (or the variable it was
+    given as), never its value.
+    """
+
+    model_config = ConfigDict(
         frozen=True,
         extra="forbid",  # Settings(smpt_port=25) is a mistake: said, not ignored
-        populate_by_name=True,  # Settings(smtp_port=25) as well as SMTP_PORT="25"
-        case_sensitive=True,
-        env_ignore_empty=True,
+        validate_by_name=True,  # Settings(smtp_port=25)
+        validate_by_alias=True,  # Settings(SMTP_PORT="25"), as load_settings passes them
         str_strip_whitespace=True,
+        hide_input_in_errors=True,  # a value may be a secret
     )
+
+    def __init__(self, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+            return
+        except ValidationError as error:
+            message = _message(error.errors()[0])
+        raise SettingsError(message)  # outside `except`: no ValidationError in its context
 
     database_url: str = _env(
         "EMAIL_LOG_DATABASE_URL", default="sqlite:///email_agent.db", repr=False
@@ -91,7 +111,7 @@ class Settings(BaseSettings):
     )
     smtp_use_ssl: bool = _env("SMTP_USE_SSL", default=False)
     smtp_use_tls: bool = _env("SMTP_USE_TLS", default=None, validate_default=True)
-    smtp_port: int = _env(
+    smtp_port: Integer = _env(
         "SMTP_PORT", "EMAIL_SERVER_PORT", default=None, ge=1, validate_default=True
     )
     smtp_username: str | None = _env("SMTP_USERNAME", "EMAIL_SERVER_USER", default=None)
@@ -123,11 +143,11 @@ class Settings(BaseSettings):
     reschedule_delay_seconds: Seconds = _env("EMAIL_RESCHEDULE_DELAY_SECONDS", default=900.0)
     # A send still `sending` this long after its reservation outlived its process: escalated.
     # Far above the longest delivery (three providers, each retried, each wait capped).
-    stalled_send_seconds: int = _env("EMAIL_STALLED_SEND_SECONDS", default=3600, ge=300)
+    stalled_send_seconds: Integer = _env("EMAIL_STALLED_SEND_SECONDS", default=3600, ge=300)
     # Content and links.
     public_base_url: str = _env("EMAIL_PUBLIC_BASE_URL", default="http://localhost:8080")
     unsubscribe_mailto: str | None = _env("EMAIL_UNSUBSCRIBE_MAILTO", default=None)
-    unsubscribe_token_max_age_days: int = _env(
+    unsubscribe_token_max_age_days: Integer = _env(
         "EMAIL_UNSUBSCRIBE_TOKEN_MAX_AGE_DAYS", default=365, ge=30
     )
     signing_secret: str | None = _env("EMAIL_SIGNING_SECRET", default=None, repr=False)
@@ -156,9 +176,9 @@ class Settings(BaseSettings):
     # collect-metrics (off: only when asked for one email).
     cx07_on_collect: bool = _env("EMAIL_CX07_ON_COLLECT", default=False)
     # A console sign-in lasts this long, however active (the cookie is signed, not stored).
-    console_session_minutes: int = _env("EMAIL_CONSOLE_SESSION_MINUTES", default=480, ge=5)
+    console_session_minutes: Integer = _env("EMAIL_CONSOLE_SESSION_MINUTES", default=480, ge=5)
     # HTTP API: the largest request body accepted (CX06 outputs go up to 1 MB of JSON).
-    api_max_request_bytes: int = _env(
+    api_max_request_bytes: Integer = _env(
         "EMAIL_API_MAX_REQUEST_BYTES", default=2 * 1024 * 1024, ge=1024
     )
     # The task queue (Celery): unset, one machine runs everything itself (`main.py worker`).
@@ -167,18 +187,6 @@ class Settings(BaseSettings):
     dispatch_interval_seconds: Seconds = _env("EMAIL_DISPATCH_INTERVAL_SECONDS", default=5.0)
     # Stored sends a worker claims, hands over and records together (one task, two commits).
     send_batch_size: Positive = _env("EMAIL_SEND_BATCH_SIZE", default=20)
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # A Settings is what its caller says: `load_settings` is what reads the environment.
-        return (init_settings,)
 
     @model_validator(mode="before")
     @classmethod
@@ -323,15 +331,15 @@ def _inconsistencies(settings: Settings) -> list[str]:
 # with one of them that is none of these is a misspelling (or a name read by some other
 # service, such as SMTP_HOST), refused rather than silently ignored. EMAIL_TEST_* are the
 # tests' own.
-VARIABLES = frozenset(
-    name
-    for field in Settings.model_fields.values()
-    for name in (
-        field.validation_alias.choices
+_NAMES: dict[str, list[str]] = {
+    field_name: (
+        list(field.validation_alias.choices)  # type: ignore[arg-type]  # all plain names
         if isinstance(field.validation_alias, AliasChoices)
-        else [field.validation_alias]
+        else [str(field.validation_alias)]
     )
-)
+    for field_name, field in Settings.model_fields.items()
+}
+VARIABLES = frozenset(name for names in _NAMES.values() for name in names)
 _OURS = ("EMAIL_", "SMTP_", "SENDGRID_", "RESEND_")
 # Other software's names for our settings (Django's EMAIL_HOST...), for the hint.
 _THEIR_NAMES = {
@@ -349,38 +357,41 @@ _THEIR_NAMES = {
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """`Settings` from environment variables: by default the environment's, over the `.env`
-    file nearest the current directory, if any, as Flask reads one (a variable set in the
-    environment wins over the file); `env` instead, when given.
+    file nearest the current directory, if any, as Flask reads one (a setting the environment
+    gives wins over the file's, whichever of its variables each uses); `env` instead, when given.
 
     Raises `SettingsError` naming the offending variable when a value cannot be used or a
     name is not one of ours, whether it came from the environment or the file.
     """
-    names, values = _environment_over_dotenv() if env is None else (set(env), dict(env))
-    for name in sorted(names):
+    if env is None:
+        path = dotenv.find_dotenv(usecwd=True)
+        sources = [os.environ, dotenv.dotenv_values(path) if path else {}]
+    else:
+        sources = [env]
+    for name in sorted(set().union(*sources)):
         if name.startswith(_OURS) and name not in VARIABLES and not name.startswith("EMAIL_TEST_"):
             raise SettingsError(f"{name} is not a setting of this service{_hint(name)}")
-    try:
-        return Settings(**{k: v for k, v in values.items() if k in VARIABLES})
-    except ValidationError as error:
-        raise SettingsError(_message(error.errors()[0])) from None
+    return Settings(**_chosen(sources))
+
+
+def _chosen(sources: list[Mapping[str, str | None]]) -> dict[str, str]:
+    """Each setting's value, under the variable it came from (so an error names that one):
+    from the first source that gives the setting a value, and there from its first variable
+    that has one. A blank value is no value."""
+    chosen = {}
+    for names in _NAMES.values():
+        for source in sources:
+            name = next((n for n in names if (source.get(n) or "").strip()), None)
+            if name is not None:
+                chosen[name] = source[name]
+                break
+    return chosen  # type: ignore[return-value]  # the None values were skipped
 
 
 def _hint(name: str) -> str:
     close = [_THEIR_NAMES[name]] if name in _THEIR_NAMES else []
     close = close or difflib.get_close_matches(name, VARIABLES, n=1)
     return f" (did you mean {close[0]}?)" if close else ""
-
-
-def _environment_over_dotenv() -> tuple[set[str], dict[str, Any]]:
-    """The names the environment and the .env file set, and the settings' values from them.
-
-    Both sources name each value by its variable's primary name (an alias's value too), so the
-    environment's EMAIL_SERVER_HOST wins over the file's SMTP_SERVER, as it should.
-    """
-    path = dotenv.find_dotenv(usecwd=True)
-    in_file = dotenv.dotenv_values(path) if path else {}
-    from_file = DotEnvSettingsSource(Settings, env_file=path)() if path else {}
-    return set(in_file) | set(os.environ), {**from_file, **EnvSettingsSource(Settings)()}
 
 
 def _message(error: ErrorDetails) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from pydantic import ValidationError
 
 from settings import Settings, SettingsError, load_settings
 
@@ -239,12 +238,56 @@ def test_a_copy_with_changes_is_checked_as_a_new_one():
 
     assert (changed.smtp_server, changed.smtp_port) == ("mail.example", 25)
     assert settings.smtp_server is None and settings.smtp_port == 587  # immutable
-    with pytest.raises(ValidationError):
+    with pytest.raises(SettingsError, match="^smtp_port must be at least 1$"):
         settings.replace(smtp_port=0)
-    with pytest.raises(ValidationError):
+    with pytest.raises(SettingsError, match="cannot both be true"):
         settings.replace(smtp_use_tls=True, smtp_use_ssl=True)
-    with pytest.raises(ValidationError):
+    with pytest.raises(SettingsError, match="^smpt_port is not a setting"):
         settings.replace(smpt_port=25)  # a misspelt field
+
+
+def test_an_error_built_in_code_shows_no_value_either():
+    with pytest.raises(SettingsError) as caught:
+        Settings(smtp_password="hunter2-secret", smtp_port="not a port")
+
+    assert str(caught.value) == "smtp_port must be an integer"
+    assert caught.value.__context__ is None and caught.value.__cause__ is None
+    assert "hunter2" not in repr(caught.value)
+
+
+def test_an_alias_from_the_environment_is_named_in_its_error(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)  # no .env
+    monkeypatch.delenv("SMTP_PORT", raising=False)
+    monkeypatch.setenv("EMAIL_SERVER_PORT", "twenty-five")
+
+    with pytest.raises(SettingsError, match="^EMAIL_SERVER_PORT must be an integer$"):
+        load_settings()
+
+
+def test_a_whole_number_is_written_in_digits():
+    for text in ("3.0", "25.5", "1e2", "0x19"):
+        with pytest.raises(SettingsError, match="^SMTP_PORT must be an integer$"):
+            load_settings({"SMTP_PORT": text})
+    assert load_settings({"SMTP_PORT": " 2525 "}).smtp_port == 2525
+
+
+def test_a_blank_variable_gives_way_to_its_alias_and_the_file_to_the_environment(
+    monkeypatch, tmp_path
+):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text("SMTP_SERVER=smtp.file.example\nSMTP_PORT=2525\n")
+    monkeypatch.setenv("SMTP_SERVER", "  ")
+    monkeypatch.setenv("EMAIL_SERVER_HOST", "smtp.env.example")
+    monkeypatch.delenv("SMTP_PORT", raising=False)
+    monkeypatch.delenv("EMAIL_SERVER_PORT", raising=False)
+
+    settings = load_settings()
+
+    assert settings.smtp_server == "smtp.env.example"  # the environment's, by its alias
+    assert settings.smtp_port == 2525
+    assert load_settings({"SMTP_SERVER": "", "EMAIL_SERVER_HOST": "a.example"}).smtp_server == (
+        "a.example"
+    )
 
 
 def test_every_setting_is_read_from_a_variable_and_whitespace_is_unset():
