@@ -203,6 +203,37 @@ def test_the_development_server_is_never_a_fallback_behind_a_real_provider(
         tools.shutdown()
 
 
+def test_a_closed_runtime_starts_no_providers(smtp_sink, sqlite_url, tmp_path):
+    runtime = tools.configure(make_settings(sqlite_url, smtp_sink, tmp_path, smtp_server=None))
+    tools.shutdown()
+
+    # A thread still sending as the process shuts down: no server started behind close().
+    with pytest.raises(RuntimeError, match="closed"):
+        _ = runtime.delivery
+    assert runtime.dev_server is None
+
+
+def test_a_chain_that_cannot_be_built_leaves_no_development_server_running(
+    mocker, smtp_sink, sqlite_url, tmp_path
+):
+    from tools.dev_smtp_server import LocalSMTPServer
+    from tools.providers.smtp import SMTPProvider
+
+    stopped = mocker.spy(LocalSMTPServer, "stop")
+    broken = mocker.patch.object(SMTPProvider, "__init__", side_effect=OSError("no sockets left"))
+    runtime = tools.configure(make_settings(sqlite_url, smtp_sink, tmp_path, smtp_server=None))
+    try:
+        with pytest.raises(OSError, match="no sockets left"):
+            _ = runtime.delivery
+        assert stopped.call_count == 1 and runtime.dev_server is None
+
+        mocker.stop(broken)  # the next send tries again, from the start
+        assert runtime.delivery.names == ["smtp"] and runtime.dev_server is not None
+    finally:
+        tools.shutdown()
+    assert stopped.call_count == 2
+
+
 class _CommitsLateAndDropsFirst(CommitsWhileConnected):
     """Fails its first call before it got to commit (its pooled connection was gone)."""
 

@@ -31,7 +31,8 @@ log = logging.getLogger(__name__)
 
 
 class Runtime:
-    """Everything one process needs to run the tools, built once from `Settings`.
+    """Everything one process needs to run the tools, built from `Settings` (the providers on
+    the first send) and closed once.
 
     `engine`/`sessions` write; `reader`/`read_sessions` only read (their transactions never
     wait for a writer: see `persistence.read_only`). `sleep` is how the delivery chain waits
@@ -80,25 +81,36 @@ class Runtime:
             self.queue = TaskQueue(settings)
         self._sleep = sleep
         self._delivery: DeliveryChain | None = None
-        self._delivery_lock = threading.Lock()
+        self._delivery_lock = threading.Lock()  # also what `close` takes
+        self._closed = False
 
     @property
     def delivery(self) -> DeliveryChain:
         """The providers in fallback order, built on first use (the development server
         started then): `status` or `create-workspace` never loads or starts them."""
         chain = self._delivery
-        if chain is None:
-            with self._delivery_lock:
-                if self._delivery is None:
-                    self._delivery = DeliveryChain(
-                        self._providers(self.settings, self.monotonic),
-                        max_retries=self.settings.max_retries,
-                        initial_delay=self.settings.retry_initial_delay,
-                        max_delay=self.settings.retry_max_delay,
-                        sleep=self._sleep,
-                    )
-                chain = self._delivery
-        return chain
+        if chain is not None:
+            return chain
+        with self._delivery_lock:
+            if self._closed:  # a thread still working as the process shuts down
+                raise RuntimeError("the tools' runtime is closed")
+            if self._delivery is None:
+                self._delivery = self._build_delivery()
+            return self._delivery
+
+    def _build_delivery(self) -> DeliveryChain:
+        try:
+            providers = self._providers(self.settings, self.monotonic)
+        except BaseException:
+            self._stop_dev_server()  # so that the next send's attempt starts afresh
+            raise
+        return DeliveryChain(
+            providers,
+            max_retries=self.settings.max_retries,
+            initial_delay=self.settings.retry_initial_delay,
+            max_delay=self.settings.retry_max_delay,
+            sleep=self._sleep,
+        )
 
     def _providers(self, settings: Settings, monotonic: Callable[[], float]) -> list[Provider]:
         """The configured providers in fallback order: SendGrid, Resend, SMTP."""
@@ -168,25 +180,37 @@ class Runtime:
         return chain
 
     def close(self) -> None:
-        if self._delivery is not None:
-            self._delivery.close()
+        """Close what it opened; after this, a send fails rather than starting providers."""
+        with self._delivery_lock:  # waits for a chain being built, so it is closed too
+            self._closed = True
+            if self._delivery is not None:
+                self._delivery.close()
+            self._stop_dev_server()
         if self.queue is not None:
             self.queue.close()
+        self.engine.dispose()
+
+    def _stop_dev_server(self) -> None:
         if self.dev_server is not None:
             self.dev_server.stop()
-        self.engine.dispose()
+            self.dev_server = self.outbox = None
 
 
 _current: Runtime | None = None
 _lock = threading.Lock()
 
 
-def configure(settings: Settings | None = None, **clocks: Any) -> Runtime:
+def configure(
+    settings: Settings | None = None, *, unless_current: bool = False, **clocks: Any
+) -> Runtime:
     """Replace the runtime with one built from `settings` (default: the environment);
-    `clocks` are `Runtime`'s `sleep` and `monotonic`, for tests."""
+    `clocks` are `Runtime`'s `sleep` and `monotonic`, for tests. With `unless_current`, a
+    runtime already built from equal settings is kept instead."""
     global _current
     with _lock:
         if _current is not None:
+            if unless_current and _current.settings == settings:
+                return _current
             _current.close()
             _current = None
         _current = Runtime(settings or load_settings(), **clocks)
