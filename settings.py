@@ -34,6 +34,7 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails, PydanticCustomError
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 # Seed 000's SMTP presets. `SMTP_PROVIDER=<name>` fills host, port and STARTTLS; explicit
 # SMTP_* variables still win.
@@ -235,6 +236,19 @@ class Settings(BaseModel):
         if host and (parts.scheme == "https" or (parts.scheme == "http" and host in _LOOPBACK)):
             return url
         raise PydanticCustomError("setting", "must be an https URL (http only to localhost)")
+
+    @field_validator("database_url", mode="after")
+    @classmethod
+    def _database_url(cls, url: str) -> str:
+        try:
+            make_url(url)
+        except ArgumentError:  # its message repeats no part of the URL, which may hold a password
+            raise PydanticCustomError(
+                "setting",
+                "must be a database URL, like sqlite:///email_agent.db or "
+                "postgresql+psycopg://user@host/database",
+            ) from None
+        return url
 
     @field_validator("public_base_url", mode="after")
     @classmethod

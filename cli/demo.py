@@ -41,7 +41,7 @@ DEMO_ASSET = {
 
 
 @click.command()
-@with_runtime()
+@with_runtime(sends=True)
 def demo() -> None:
     """The group chat end to end on the embedded defaults (the default command).
 
@@ -57,16 +57,7 @@ def demo() -> None:
         chain += " (built-in development server)"
     print(f"Providers: {chain}\n")
 
-    workspace = tools.create_workspace(
-        "Acme Demo",
-        settings.default_sender,
-        "Acme Inc.\n1 Demo Street\nSpringfield, IL 62701",
-        sender_name="Acme",
-    )
-    if not workspace["success"]:
-        raise CommandFailed(
-            f"error: could not create the demo workspace: {workspace['error']['message']}"
-        )
+    workspace = _new_workspace("Acme Demo", settings)
     workspace_id = workspace["workspace_id"]
     print(f"Workspace {workspace_id} created (sender {workspace['sender_email']}).\n")
 
@@ -111,7 +102,7 @@ def demo() -> None:
 )
 @click.option("--model", help="Use this model's entry.  [default: the first]")
 @click.option("--to", default="sam@example.com", help="Recipient of the demo send.")
-@with_runtime()
+@with_runtime(sends=True)
 def chat(model_config: str | None, model: str | None, to: str) -> None:
     """One delegated send where CommunicationsDept asks a model (an OpenAI-compatible API)."""
     try:
@@ -125,12 +116,23 @@ def chat(model_config: str | None, model: str | None, to: str) -> None:
             '"...", "base_url": "https://api.openai.com/v1"}] (see OAI_CONFIG_LIST.example)',
             exit_code=2,
         )
-    workspace = tools.create_workspace(
-        "Acme Chat", tools.get_runtime().settings.default_sender, "Acme Inc.\n1 Demo Street"
-    )
-    run = _chat(workspace["workspace_id"], _demo_execution(workspace["workspace_id"]), to, client)
+    workspace_id = _new_workspace("Acme Chat", tools.get_runtime().settings)["workspace_id"]
+    run = _chat(workspace_id, _demo_execution(workspace_id), to, client)
     if not run.sent:
         click.get_current_context().exit(1)
+
+
+def _new_workspace(name: str, settings: Settings) -> dict[str, Any]:
+    workspace = tools.create_workspace(
+        name,
+        settings.default_sender,
+        "Acme Inc.\n1 Demo Street\nSpringfield, IL 62701",
+        sender_name="Acme",
+    )
+    if not workspace["success"]:  # DEFAULT_SENDER is no address, say
+        error = workspace["error"]
+        raise CommandFailed(f"error: cannot create the workspace: {error['message']}")
+    return workspace
 
 
 @contextlib.contextmanager

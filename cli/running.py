@@ -17,6 +17,7 @@ from sqlalchemy.exc import DBAPIError
 
 import tools
 from log_format import configure_logging
+from persistence import UnusableDatabase
 from settings import Settings, SettingsError, load_settings
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -40,17 +41,18 @@ class CommandFailed(click.ClickException):
         click.echo(self.message, file=file, err=True)
 
 
-def with_runtime(*, service: bool = False) -> Callable[[F], F]:
+def with_runtime(*, service: bool = False, sends: bool = False) -> Callable[[F], F]:
     """Run the command with the tools configured from the environment, closed after it.
 
     A one-off command's log shows warnings and worse (what it prints is its result); a
-    service's (`serve`, `worker`, `beat`) is at EMAIL_AGENT_LOG_LEVEL.
+    service's (`serve`, `worker`, `beat`) is at EMAIL_AGENT_LOG_LEVEL. A command that `sends`
+    starts the providers first, so that one that cannot start fails the command at once.
     """
 
     def decorate(command: F) -> F:
         @functools.wraps(command)
         def run(*args: Any, **kwargs: Any) -> Any:
-            start(service=service)
+            start(service=service, sends=sends)
             try:
                 return command(*args, **kwargs)
             finally:
@@ -61,22 +63,31 @@ def with_runtime(*, service: bool = False) -> Callable[[F], F]:
     return decorate
 
 
-def start(*, service: bool) -> Settings:
-    """Load the settings, set up the log and configure the tools: a bad setting, a database
-    that cannot be opened or a file that cannot be made is a `CommandFailed`."""
+def start(*, service: bool, sends: bool = False) -> Settings:
+    """Load the settings, set up the log and configure the tools (and with `sends`, the
+    providers): a bad setting, a database that cannot be used or a file that cannot be made
+    is a `CommandFailed`.
+
+    A runtime already built from the same settings is kept: `flask --app main COMMAND` built
+    one for the app before the command starts.
+    """
     try:
         settings = load_settings()
         _configure_logging(settings, verbose=verbose(), service=service)
-        tools.configure(settings)
+        runtime = tools.configure(settings, unless_current=True)
+        if sends:
+            runtime.delivery  # noqa: B018  # built now, not on the first send
     except SettingsError as error:
         raise CommandFailed(f"Configuration error: {error}", exit_code=2) from None
-    except DBAPIError as error:
+    except (DBAPIError, UnusableDatabase) as error:
+        reason = error.orig or error if isinstance(error, DBAPIError) else error
         raise CommandFailed(
-            f"error: cannot open the database {settings.database_url_for_display}: "
-            f"{_first_line(error.orig or error)}"
+            f"error: cannot use the database {settings.database_url_for_display}: "
+            f"{_first_line(reason)}"
         ) from None
-    except OSError as error:  # the SQLite file's folder, the signing secret's file
-        raise CommandFailed(f"error: {error.strerror or error}: {error.filename}") from None
+    except OSError as error:  # the SQLite file's folder, the signing secret's, the outbox
+        where = f": {error.filename}" if error.filename else ""
+        raise CommandFailed(f"error: {error.strerror or error}{where}") from None
     return settings
 
 

@@ -69,7 +69,7 @@ def record_circuit(
     help="Send later: a time with its zone, e.g. 2026-12-24T09:00:00+01:00 (a year ahead "
     "at most); a worker sends it when due.",
 )
-@with_runtime()
+@with_runtime(sends=True)
 def send(
     workspace_id: str,
     client_id: str,

@@ -23,7 +23,7 @@ log = logging.getLogger("worker")
 @click.option("--host", default="127.0.0.1", help="The address to listen on.")
 @click.option("--port", type=click.IntRange(0, 65535), default=8080, help="0: any free port.")
 @click.option("--threads", type=click.IntRange(1), default=8, help="Requests served at once.")
-@with_runtime(service=True)
+@with_runtime(service=True, sends=True)
 def serve(host: str, port: int, threads: int) -> None:
     """Run the HTTP API (and the operator console) on waitress until SIGTERM or Ctrl-C."""
     from api import create_app
@@ -37,10 +37,13 @@ def serve(host: str, port: int, threads: int) -> None:
             "EMAIL_PUBLIC_BASE_URL is not https; mail clients offer one-click unsubscribe "
             "only for https links"
         )
+    app = create_app()
     try:
-        server = make_server(create_app(), host, port, threads=threads)
-    except OSError as error:
+        server = make_server(app, host, port, threads=threads)
+    except OSError as error:  # the port is taken, the address not this machine's
         raise CommandFailed(f"error: cannot listen on {host}:{port}: {error.strerror}") from None
+    except ValueError:  # waitress: a host name that does not resolve
+        raise CommandFailed(f"error: cannot listen on {host}:{port}: no such address") from None
     base = f"http://{host}:{server.effective_port}"
     print(f"Serving the API on {base} (interactive docs {base}/docs/, console {base}/console/)")
     serve_until_stopped(server)
@@ -56,7 +59,7 @@ def serve(host: str, port: int, threads: int) -> None:
     default=4,
     help="With CELERY_BROKER_URL: Celery worker processes.",
 )
-@with_runtime(service=True)
+@with_runtime(service=True, sends=True)
 def worker(once: bool, interval: float, batch: int, concurrency: int) -> None:
     """Send queued emails, and scheduled ones when due; fold webhook events that arrived
     before their send; escalate sends whose process stopped during delivery.
@@ -145,4 +148,6 @@ def _celery(settings: Settings, argv: list[str]) -> None:
     from orchestration.celery_app import create_celery
 
     tools.shutdown()
-    create_celery(settings).start([*argv, f"--loglevel={settings.log_level}"])
+    code = create_celery(settings).start([*argv, f"--loglevel={settings.log_level}"])
+    if code:  # Celery has said why
+        click.get_current_context().exit(code)

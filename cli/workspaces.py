@@ -72,7 +72,7 @@ def rotate_key(workspace_id: str) -> None:
 
 @click.command("load-crm")
 @click.argument("workspace_id", type=UUID)
-@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option(
     "--table",
     type=click.Choice(list(TABLES)),
@@ -90,7 +90,7 @@ def load_crm(workspace_id: str, file: Path, table: str | None) -> None:
     """
     try:
         tables = read_crm_file(file, table)
-    except ToolFailure as failure:
-        raise CommandFailed(f"error: {failure.message}") from None
+    except ToolFailure as failure:  # not a file of tables: a bad input, as a malformed JSON is
+        raise CommandFailed(f"error: {failure.message}", exit_code=2) from None
     result = load_crm_rows(workspace_id, **tables)
     emit(result, ok=result["success"])

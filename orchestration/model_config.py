@@ -59,6 +59,8 @@ def _client(entry: dict[str, Any], source: Path) -> ChatCompletionClient:
     if entry.get("base_url"):
         kwargs["base_url"] = entry["base_url"]
     if "model_info" in entry:
+        if not isinstance(entry["model_info"], dict):
+            raise ModelConfigError(f"{source}: an entry's 'model_info' must be an object")
         kwargs["model_info"] = ModelInfo(**entry["model_info"])
     elif entry.get("base_url"):
         # A compatible server's model name means nothing to the client: say what it can do.
@@ -76,4 +78,7 @@ def _client(entry: dict[str, Any], source: Path) -> ChatCompletionClient:
         raise ModelConfigError(
             "a model is configured but autogen-ext[openai] is not installed"
         ) from error
-    return OpenAIChatCompletionClient(**kwargs)
+    try:
+        return OpenAIChatCompletionClient(**kwargs)
+    except (TypeError, ValueError) as error:  # e.g. a model name it does not know, no model_info
+        raise ModelConfigError(f"{source}: its {entry['model']!r} entry: {error}") from None

@@ -1,6 +1,7 @@
 """Persistence: SQLAlchemy models, engine and sessions, Alembic migrations."""
 
 from persistence.database import (
+    UnusableDatabase,
     begin_unsynced,
     make_engine,
     make_session_factory,
@@ -51,6 +52,7 @@ __all__ = [
     "SelfCorrectionAction",
     "Suppression",
     "TenantProfile",
+    "UnusableDatabase",
     "Workspace",
     "all_workspaces",
     "begin_unsynced",

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import ExceptionContext, make_url
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import InterfaceError, NoSuchModuleError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -43,12 +43,21 @@ _UNSYNCED = "unsynced_commit"
 _READ_ONLY = "read_only_transactions"
 
 
+class UnusableDatabase(Exception):
+    """The configured database is not one this code can use: no driver is installed for it, or
+    its schema is at a revision this code does not know (a newer release migrated it)."""
+
+
 def make_engine(url: str) -> Engine:
     """Create an engine for `url` with the project's SQLite pragmas and transaction mode."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         return sqlite_engine(parsed, read_only_option=_READ_ONLY, unsynced_option=_UNSYNCED)
-    engine = create_engine(url, pool_pre_ping=True)
+    try:
+        engine = create_engine(url, pool_pre_ping=True)
+    except (NoSuchModuleError, ImportError) as error:
+        missing = f"no driver for {parsed.drivername} is installed ({error})"
+        raise UnusableDatabase(missing) from None
     if engine.dialect.name == "postgresql":
         event.listen(engine, "begin", _postgresql_begin)
     event.listen(engine, "handle_error", _failed_ping_means_reconnect)
@@ -135,6 +144,7 @@ def upgrade_to_head(engine: Engine) -> None:
         return
     from alembic import command
     from alembic.config import Config
+    from alembic.util import CommandError
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
@@ -144,7 +154,10 @@ def upgrade_to_head(engine: Engine) -> None:
                 text("SELECT pg_advisory_xact_lock(:id)"), {"id": _MIGRATION_LOCK_ID}
             )
         config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+        try:
+            command.upgrade(config, "head")
+        except CommandError as error:
+            raise UnusableDatabase(f"cannot bring its schema up to date: {error}") from None
 
 
 def schema_revision(engine: Engine) -> str | None:

@@ -320,8 +320,10 @@ def test_the_cli_loads_json_and_csv_all_or_nothing(tmp_path):
     assert json.loads(loaded_json.stdout)["loaded"]["organizations"] == 1
     assert loaded_csv.returncode == 0, loaded_csv.stderr
     assert json.loads(loaded_csv.stdout)["loaded"]["contacts"] == 2
-    for failed in (refused, unnamed, missing):  # each one line, nothing else
-        assert failed.returncode == 1
+    # Each one line, nothing else: a file that is no file of tables is a bad input (2), as a
+    # missing or malformed JSON file is to any command; a row that cannot be stored, 1.
+    for failed, code in ((refused, 1), (unnamed, 2), (missing, 2)):
+        assert failed.returncode == code, failed.stderr
         assert failed.stdout == "" and len(failed.stderr.splitlines()) == 1, failed.stderr
     assert "contacts.1.last_contacted_at" in refused.stderr
     assert "--table" in unnamed.stderr

@@ -316,6 +316,14 @@ def test_model_config_errors_are_clear_and_never_show_the_key(tmp_path, monkeypa
     monkeypatch.setenv("OAI_CONFIG_LIST", str(keyless))
     with pytest.raises(ModelConfigError, match="api_key"):
         load_model_client()
+    unknown = tmp_path / "unknown-model"
+    unknown.write_text('[{"model": "house-model", "api_key": "sk-very-secret"}]')
+    with pytest.raises(ModelConfigError, match="'house-model' entry: model_info is required"):
+        load_model_client(unknown)  # the client knows no such OpenAI model: say what it is
+    odd_info = tmp_path / "odd-info"
+    odd_info.write_text('[{"model": "m", "api_key": "k", "model_info": "vision"}]')
+    with pytest.raises(ModelConfigError, match="'model_info' must be an object"):
+        load_model_client(odd_info)
 
 
 def test_an_unknown_workspace_ends_the_chat_without_a_send_or_a_crash(runtime, smtp_sink):

@@ -28,7 +28,8 @@ REPO = Path(__file__).resolve().parent.parent
 
 def _environment(**env: str) -> dict[str, str]:
     """This process's environment without the service's settings, then `env`."""
-    outer = {k: v for k, v in os.environ.items() if not k.startswith(("SMTP_", "EMAIL_"))}
+    ours = ("SMTP_", "EMAIL_", "SENDGRID_", "RESEND_", "CELERY_")
+    outer = {k: v for k, v in os.environ.items() if not k.startswith(ours)}
     return {**outer, **env}
 
 
@@ -225,6 +226,8 @@ def test_every_expected_failure_is_one_line_and_a_non_zero_exit(tmp_path):
         *("--execution-id", "e1", "--recipient", "pat@example.com"),
     ]
     away = f"postgresql+psycopg://app:hunter2@127.0.0.1:{_closed_port()}/mail"
+    (tmp_path / "models.json").write_text('[{"model": "gpt-4o-mini", "api_key": "k"}]')
+    newer = _database_of_a_newer_release(tmp_path)
     failures = {
         "missing file": (_run([*send, "--asset-file", "absent.json"], tmp_path), 2),
         "malformed JSON": (
@@ -243,6 +246,23 @@ def test_every_expected_failure_is_one_line_and_a_non_zero_exit(tmp_path):
             ),
             1,
         ),
+        "not a database URL": (
+            _run(["status", unknown], tmp_path, EMAIL_LOG_DATABASE_URL="email.db"),
+            2,
+        ),
+        "no driver": (
+            _run(["status", unknown], tmp_path, EMAIL_LOG_DATABASE_URL="mysql://app:hunter2@db/m"),
+            1,
+        ),
+        "schema of a newer release": (
+            _run(["status", unknown], tmp_path, EMAIL_LOG_DATABASE_URL=newer),
+            1,
+        ),
+        "outbox is a file": (_run(send, tmp_path, EMAIL_OUTBOX_DIR="broken.json"), 1),
+        "chat with no usable sender": (
+            _run(["chat", "--model-config", "models.json"], tmp_path, DEFAULT_SENDER="acme"),
+            1,
+        ),
         "unknown id": (_run(["status", unknown], tmp_path), 1),
         "unknown workspace": (_run(["rotate-key", unknown], tmp_path), 1),
         "beat without a broker": (_run(["beat"], tmp_path), 2),
@@ -258,12 +278,53 @@ def test_every_expected_failure_is_one_line_and_a_non_zero_exit(tmp_path):
     assert "--colour" in lines["unknown option"]
     assert "(see 'main.py status --help')" in lines["unknown option"]
     assert lines["bad setting"] == "Configuration error: EMAIL_TIMEOUT must be a number\n"
-    assert lines["database away"].startswith("error: cannot open the database postgresql")
+    assert lines["database away"].startswith("error: cannot use the database postgresql")
     assert "hunter2" not in lines["database away"] and "***" in lines["database away"]
     assert str(tmp_path / "broken.json") in lines["database folder is a file"]
+    assert lines["not a database URL"].startswith(
+        "Configuration error: EMAIL_LOG_DATABASE_URL must be a database URL"
+    )
+    assert "no driver for mysql is installed" in lines["no driver"]
+    assert "hunter2" not in lines["no driver"]
+    assert "Can't locate revision identified by '9999'" in lines["schema of a newer release"]
+    assert lines["outbox is a file"] == f"error: File exists: {Path('broken.json')}\n"
+    assert "cannot create the workspace: sender_email" in lines["chat with no usable sender"]
     assert lines["unknown id"] == "error: no such email (not_found)\n"
     assert "(unknown_workspace)" in lines["unknown workspace"]
     assert "CELERY_BROKER_URL" in lines["beat without a broker"]
+
+
+def _database_of_a_newer_release(folder: Path) -> str:
+    """A SQLite database whose schema a later release migrated (a revision this one lacks)."""
+    url = f"sqlite:///{folder / 'newer.db'}"
+    created = _run(
+        ["status", "550e8400-e29b-41d4-a716-446655440000"],
+        folder,
+        **{"EMAIL_LOG_DATABASE_URL": url},
+    )
+    assert created.returncode == 1, created.stderr  # created, then found no such email
+    with sqlite3.connect(folder / "newer.db") as database:
+        database.execute("UPDATE alembic_version SET version_num = '9999'")
+    return url
+
+
+def test_serve_that_cannot_listen_says_why_in_a_line(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        in_use = _run(["serve", "--port", port], tmp_path)
+    no_such_host = _run(["serve", "--host", "nosuchhost.invalid", "--port", "0"], tmp_path)
+
+    for result in (in_use, no_such_host):
+        assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    # A service logs as it starts (the development server's port); the failure is the last line.
+    assert in_use.stderr.splitlines()[-1] == f"error: cannot listen on 127.0.0.1:{port}: " + (
+        "Address already in use"
+    )
+    assert no_such_host.stderr.splitlines()[-1] == (
+        "error: cannot listen on nosuchhost.invalid:0: no such address"
+    )
 
 
 def test_each_commands_help_gives_the_defaults_and_the_form_of_its_inputs(tmp_path):
@@ -283,11 +344,11 @@ def test_each_commands_help_gives_the_defaults_and_the_form_of_its_inputs(tmp_pa
 def test_the_commands_run_the_flask_way_too(tmp_path):
     workspace = _create_workspace(tmp_path)
 
-    def flask(*args: str) -> subprocess.CompletedProcess[str]:
+    def flask(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "flask", "--app", str(REPO / "main.py"), *args],
             cwd=tmp_path,
-            env=_environment(),
+            env=_environment(**env),
             capture_output=True,
             text=True,
             timeout=120,
@@ -301,6 +362,11 @@ def test_the_commands_run_the_flask_way_too(tmp_path):
     assert json.loads(rotated.stdout)["api_key"] != workspace["api_key"]
     assert unknown.returncode == 1  # a failure is a failure under flask too
     assert unknown.stderr == "error: no such email (not_found)\n"
+    # The app is built before any command runs: settings it cannot use are one line there too.
+    for args in (("status", "550e8400-e29b-41d4-a716-446655440000"), ("--help",)):
+        broken = flask(*args, EMAIL_RATE_LIMIT="0")
+        assert broken.returncode == 2, broken.stderr
+        assert broken.stderr == "Configuration error: EMAIL_RATE_LIMIT must be at least 1\n"
 
 
 def test_help_lists_the_commands(tmp_path):
