@@ -37,7 +37,8 @@ def _environment() -> dict[str, str]:
     return {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith(("SMTP_", "EMAIL_")) and k != "PYTHONDONTWRITEBYTECODE"
+        if not k.startswith(("SMTP_", "EMAIL_", "SENDGRID_", "RESEND_", "CELERY_"))
+        and k != "PYTHONDONTWRITEBYTECODE"
     }
 
 

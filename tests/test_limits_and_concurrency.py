@@ -142,7 +142,7 @@ def test_limits_hold_under_concurrent_threads_on_postgresql(postgres_url, smtp_s
 
 _WORKER = textwrap.dedent(
     """
-    import dataclasses, json, sys, time
+    import json, sys, time
     import tools
     from settings import load_settings
     spec = json.loads(sys.argv[1])

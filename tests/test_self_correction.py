@@ -314,7 +314,7 @@ def test_concurrent_failures_are_all_counted(
 
 _DIES_DURING_DELIVERY = textwrap.dedent(
     """
-    import dataclasses, json, sys
+    import json, sys
     import tools
     from settings import load_settings
     spec = json.loads(sys.argv[1])

@@ -238,11 +238,11 @@ def test_a_copy_with_changes_is_checked_as_a_new_one():
 
     assert (changed.smtp_server, changed.smtp_port) == ("mail.example", 25)
     assert settings.smtp_server is None and settings.smtp_port == 587  # immutable
-    with pytest.raises(SettingsError, match="^smtp_port must be at least 1$"):
+    with pytest.raises(SettingsError, match=r"^smtp_port must be at least 1$"):
         settings.replace(smtp_port=0)
     with pytest.raises(SettingsError, match="cannot both be true"):
         settings.replace(smtp_use_tls=True, smtp_use_ssl=True)
-    with pytest.raises(SettingsError, match="^smpt_port is not a setting"):
+    with pytest.raises(SettingsError, match=r"^smpt_port is not a setting"):
         settings.replace(smpt_port=25)  # a misspelt field
 
 
@@ -260,13 +260,13 @@ def test_an_alias_from_the_environment_is_named_in_its_error(monkeypatch, tmp_pa
     monkeypatch.delenv("SMTP_PORT", raising=False)
     monkeypatch.setenv("EMAIL_SERVER_PORT", "twenty-five")
 
-    with pytest.raises(SettingsError, match="^EMAIL_SERVER_PORT must be an integer$"):
+    with pytest.raises(SettingsError, match=r"^EMAIL_SERVER_PORT must be an integer$"):
         load_settings()
 
 
 def test_a_whole_number_is_written_in_digits():
     for text in ("3.0", "25.5", "1e2", "0x19"):
-        with pytest.raises(SettingsError, match="^SMTP_PORT must be an integer$"):
+        with pytest.raises(SettingsError, match=r"^SMTP_PORT must be an integer$"):
             load_settings({"SMTP_PORT": text})
     assert load_settings({"SMTP_PORT": " 2525 "}).smtp_port == 2525
 
