@@ -122,7 +122,15 @@ def postgres_server_url() -> str:
             connection.execute(text("SELECT 1"))
         engine.dispose()
     except Exception as error:
-        pytest.skip(f"PostgreSQL at EMAIL_TEST_POSTGRES_URL is unreachable: {type(error).__name__}")
+        # Asked for and not there is a fault (a typo, a server down), not a machine without
+        # PostgreSQL: the tests fail rather than pass by skipping.
+        shown = make_url(url).render_as_string(hide_password=True)
+        reason = str(getattr(error, "orig", None) or error).strip().splitlines()[:1]
+        pytest.fail(
+            f"EMAIL_TEST_POSTGRES_URL is set but {shown} cannot be used: "
+            f"{type(error).__name__} {reason[0] if reason else ''}",
+            pytrace=False,
+        )
     return url
 
 
