@@ -3,6 +3,7 @@
 from persistence.database import (
     UnusableDatabase,
     begin_unsynced,
+    bypasses_row_security,
     make_engine,
     make_session_factory,
     read_only,
@@ -56,6 +57,7 @@ __all__ = [
     "Workspace",
     "all_workspaces",
     "begin_unsynced",
+    "bypasses_row_security",
     "make_engine",
     "make_session_factory",
     "read_only",

@@ -160,6 +160,19 @@ def upgrade_to_head(engine: Engine) -> None:
             raise UnusableDatabase(f"cannot bring its schema up to date: {error}") from None
 
 
+def bypasses_row_security(engine: Engine) -> bool:
+    """Whether the engine's role skips PostgreSQL's row-level security (a superuser, or a role
+    with BYPASSRLS): workspace isolation then rests on the code's filters alone."""
+    if engine.dialect.name != "postgresql":
+        return False
+    with engine.connect() as connection:
+        return bool(
+            connection.scalar(
+                text("SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user")
+            )
+        )
+
+
 def schema_revision(engine: Engine) -> str | None:
     """The migration the database is at; None before the first."""
     with all_workspaces(), engine.connect() as connection:

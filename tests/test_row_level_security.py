@@ -9,10 +9,12 @@ path that forgot to set its workspace scope fails there too.
 from __future__ import annotations
 
 import importlib
+import logging
 from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ProgrammingError
 
 import tools
@@ -68,6 +70,26 @@ def test_the_service_connects_as_a_role_row_level_security_applies_to(two_tenant
             text("SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user")
         ).one()
     assert tuple(role) == (False, False)
+
+
+def test_a_role_that_skips_row_level_security_is_warned_of_at_start(
+    postgres_url, postgres_server_url, smtp_sink, tmp_path, caplog
+):
+    settings = make_settings(postgres_url, smtp_sink, tmp_path)
+    role = make_url(postgres_url).username
+    admin = create_engine(postgres_server_url, isolation_level="AUTOCOMMIT")
+    warning = "row-level security does not apply"
+    try:
+        with caplog.at_level(logging.WARNING, logger="tools.runtime"):
+            tools.configure(settings)
+            assert warning not in caplog.text  # the ordinary role the tests run as
+            with admin.connect() as connection:
+                connection.execute(text(f'ALTER ROLE "{role}" BYPASSRLS'))
+            tools.configure(settings)
+        assert warning in caplog.text
+    finally:
+        tools.shutdown()
+        admin.dispose()
 
 
 def test_every_table_holding_a_workspaces_rows_has_a_forced_policy(two_tenants):

@@ -16,7 +16,13 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from persistence import make_engine, make_session_factory, read_only, upgrade_to_head
+from persistence import (
+    bypasses_row_security,
+    make_engine,
+    make_session_factory,
+    read_only,
+    upgrade_to_head,
+)
 from settings import Settings, load_settings
 from tools.providers.base import Provider
 from tools.providers.chain import DeliveryChain
@@ -51,6 +57,12 @@ class Runtime:
         self.monotonic = monotonic
         self.engine: Engine = make_engine(settings.database_url)
         upgrade_to_head(self.engine)
+        if bypasses_row_security(self.engine):
+            log.warning(
+                "the database role is a superuser or has BYPASSRLS: row-level security does "
+                "not apply to it, so one workspace's rows are kept from another's by the "
+                "code's filters alone; connect as an ordinary role (README: Workspace isolation)"
+            )
         self.sessions: sessionmaker[Session] = make_session_factory(self.engine)
         self.reader: Engine = read_only(self.engine)
         self.read_sessions: sessionmaker[Session] = make_session_factory(self.reader)
