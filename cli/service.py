@@ -8,6 +8,7 @@ import logging
 import signal
 import threading
 from collections.abc import Iterator
+from urllib.parse import urlsplit
 
 import click
 
@@ -45,8 +46,21 @@ def serve(host: str, port: int, threads: int) -> None:
     except ValueError:  # waitress: a host name that does not resolve
         raise CommandFailed(f"error: cannot listen on {host}:{port}: no such address") from None
     base = f"http://{host}:{server.effective_port}"
+    _warn_if_links_miss(settings, int(server.effective_port))  # waitress gives it as text
     print(f"Serving the API on {base} (interactive docs {base}/docs/, console {base}/console/)")
     serve_until_stopped(server)
+
+
+def _warn_if_links_miss(settings: Settings, port: int) -> None:
+    """Mail's unsubscribe links go to EMAIL_PUBLIC_BASE_URL: on this machine, on another port
+    than this server's, they would reach nothing."""
+    public = urlsplit(settings.public_base_url)
+    if public.hostname in ("localhost", "127.0.0.1", "::1") and public.port != port:
+        logging.getLogger("main").warning(
+            f"EMAIL_PUBLIC_BASE_URL is {settings.public_base_url}, but this server listens on "
+            f"port {port}: the unsubscribe links in mail sent now lead nowhere; set "
+            f"EMAIL_PUBLIC_BASE_URL=http://localhost:{port}"
+        )
 
 
 @click.command()

@@ -58,10 +58,10 @@ def _create_workspace(cwd: Path) -> dict:
     return json.loads(created.stdout)
 
 
-def _serve(cwd: Path, **env: str) -> subprocess.Popen[str]:
-    """`main.py serve` on a free port, in `cwd`, on the embedded defaults and `env`."""
+def _serve(cwd: Path, port: int = 0, **env: str) -> subprocess.Popen[str]:
+    """`main.py serve` on `port` (0: a free one), in `cwd`, on the embedded defaults and `env`."""
     return subprocess.Popen(
-        [sys.executable, str(REPO / "main.py"), "serve", "--port", "0"],
+        [sys.executable, str(REPO / "main.py"), "serve", "--port", str(port)],
         cwd=cwd,
         env=_environment(**env),
         stdout=subprocess.PIPE,
@@ -136,6 +136,22 @@ def test_the_https_warning_comes_only_where_it_matters(tmp_path):
     server.send_signal(signal.SIGINT)
     _, stderr = server.communicate(timeout=60)
     assert stderr.count("EMAIL_PUBLIC_BASE_URL is not https") == 1, stderr
+
+
+def test_serve_on_another_port_than_the_links_says_so(tmp_path):
+    def warnings(server: subprocess.Popen[str]) -> str:
+        assert server.stdout is not None
+        port = _port(server)
+        server.send_signal(signal.SIGINT)
+        _, stderr = server.communicate(timeout=60)
+        return stderr.replace(str(port), "PORT")
+
+    elsewhere = warnings(_serve(tmp_path))  # a free port, not the default URL's 8080
+    port = _closed_port()
+    here = warnings(_serve(tmp_path, port, EMAIL_PUBLIC_BASE_URL=f"http://localhost:{port}"))
+
+    assert "set EMAIL_PUBLIC_BASE_URL=http://localhost:PORT" in elsewhere, elsewhere
+    assert "EMAIL_PUBLIC_BASE_URL" not in here, here
 
 
 def test_subcommands_drive_a_send_and_show_its_status(tmp_path):
