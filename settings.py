@@ -377,15 +377,24 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     Raises `SettingsError` naming the offending variable when a value cannot be used or a
     name is not one of ours, whether it came from the environment or the file.
     """
-    if env is None:
-        path = dotenv.find_dotenv(usecwd=True)
-        sources = [os.environ, dotenv.dotenv_values(path) if path else {}]
-    else:
-        sources = [env]
+    sources = [os.environ, _dotenv_file()] if env is None else [env]
     for name in sorted(set().union(*sources)):
         if name.startswith(_OURS) and name not in VARIABLES and not name.startswith("EMAIL_TEST_"):
             raise SettingsError(f"{name} is not a setting of this service{_hint(name)}")
     return Settings(**_chosen(sources))
+
+
+def _dotenv_file() -> Mapping[str, str | None]:
+    """The variables of the `.env` file nearest the current directory (none without one)."""
+    path = dotenv.find_dotenv(usecwd=True)
+    if not path:
+        return {}
+    try:
+        return dotenv.dotenv_values(path, encoding="utf-8")
+    except UnicodeDecodeError:
+        raise SettingsError(f"{path} is not UTF-8 text") from None
+    except OSError as error:
+        raise SettingsError(f"cannot read {path}: {error.strerror or error}") from None
 
 
 def _chosen(sources: list[Mapping[str, str | None]]) -> dict[str, str]:

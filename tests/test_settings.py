@@ -199,6 +199,14 @@ def test_a_dotenv_file_fills_what_the_environment_does_not_set(tmp_path, monkeyp
     assert settings.log_level == "WARNING"  # the environment wins
 
 
+def test_a_dotenv_file_that_is_not_text_is_a_clear_error(tmp_path, monkeypatch):
+    (tmp_path / ".env").write_bytes(b"SMTP_SERVER=caf\xe9.example\n")  # Latin-1, not UTF-8
+    monkeypatch.chdir(tmp_path)
+
+    with pytest.raises(SettingsError, match=r"\.env is not UTF-8 text$"):
+        load_settings()
+
+
 def test_a_malformed_dotenv_setting_is_the_same_clear_error(tmp_path, monkeypatch):
     (tmp_path / ".env").write_text("SMTP_PORT=smtp\n")
     monkeypatch.chdir(tmp_path)
