@@ -113,7 +113,7 @@ class Settings(BaseModel):
     smtp_use_ssl: bool = _env("SMTP_USE_SSL", default=False)
     smtp_use_tls: bool = _env("SMTP_USE_TLS", default=None, validate_default=True)
     smtp_port: Integer = _env(
-        "SMTP_PORT", "EMAIL_SERVER_PORT", default=None, ge=1, validate_default=True
+        "SMTP_PORT", "EMAIL_SERVER_PORT", default=None, ge=1, le=65535, validate_default=True
     )
     smtp_username: str | None = _env("SMTP_USERNAME", "EMAIL_SERVER_USER", default=None)
     smtp_password: str | None = _env(
@@ -151,7 +151,11 @@ class Settings(BaseModel):
     unsubscribe_token_max_age_days: Integer = _env(
         "EMAIL_UNSUBSCRIBE_TOKEN_MAX_AGE_DAYS", default=365, ge=30
     )
-    signing_secret: str | None = _env("EMAIL_SIGNING_SECRET", default=None, repr=False)
+    # It signs unsubscribe links and derives the console's session key: long enough that one
+    # signed link does not give it away to an offline search.
+    signing_secret: str | None = _env(
+        "EMAIL_SIGNING_SECRET", default=None, repr=False, min_length=32
+    )
     attachments_dir: Path | None = _env("EMAIL_ATTACHMENTS_DIR", default=None)
     max_attachment_bytes: Positive = _env("EMAIL_MAX_ATTACHMENT_BYTES", default=10 * 1024 * 1024)
     check_deliverability: bool = _env("EMAIL_CHECK_DELIVERABILITY", default=False)
@@ -435,6 +439,13 @@ def _message(error: ErrorDetails) -> str:
     if kind in ("greater_than_equal", "greater_than"):
         bound = context.get("ge", context.get("gt"))
         return f"{name} must be at least {bound:g}"
+    if kind == "less_than_equal":
+        return f"{name} must be at most {context['le']:g}"
+    if kind == "string_too_short":
+        return (
+            f"{name} must be at least {context['min_length']} characters (make one with "
+            "python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+        )
     if kind == "literal_error":
         choices = [c.strip(" '") for c in str(context["expected"]).replace(" or ", ", ").split(",")]
         if len(choices) > 2:

@@ -376,7 +376,7 @@ def _case_c_once(
             smtp_port=port,
             smtp_use_tls=False,
             smtp_use_ssl=False,
-            signing_secret="bench-secret",  # noqa: S106 - throwaway key for a temp database
+            signing_secret="bench-signing-secret-of-at-least-32-chars",  # noqa: S106 - throwaway key for a temp database
             recipient_throttle_seconds=0,
             outbox_dir=Path(tmpdir) / "outbox",
             # https as in production; an http base URL only adds a start-up warning to stderr.

@@ -43,7 +43,7 @@ def make_settings(database_url: str, sink: SMTPSink, tmp_path: Path, **overrides
         "smtp_port": sink.port,
         "smtp_use_tls": False,
         "retry_initial_delay": 0.01,
-        "signing_secret": "test-signing-secret",
+        "signing_secret": "test-signing-secret-of-at-least-32-chars",
         "public_base_url": "https://mail.example.test",
         "outbox_dir": tmp_path / "outbox",
         **overrides,

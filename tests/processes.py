@@ -18,7 +18,7 @@ def child_environment(settings: Settings, sink: SMTPSink) -> dict[str, str]:
         SMTP_SERVER="127.0.0.1",
         SMTP_PORT=str(sink.port),
         SMTP_USE_TLS="false",
-        EMAIL_SIGNING_SECRET="s",
+        EMAIL_SIGNING_SECRET="test-signing-secret-of-at-least-32-chars",
         EMAIL_PUBLIC_BASE_URL="https://mail.example.test",
     )
     return env

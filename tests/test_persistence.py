@@ -253,8 +253,9 @@ def test_signing_secret_is_generated_once_beside_the_database(tmp_path):
 
 
 def test_configured_signing_secret_wins(tmp_path):
-    settings = Settings(database_url=f"sqlite:///{tmp_path / 'db'}", signing_secret="given")
-    assert resolve_signing_secret(settings) == "given"
+    given = "a-signing-secret-of-at-least-32-characters"
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'db'}", signing_secret=given)
+    assert resolve_signing_secret(settings) == given
     assert not (tmp_path / "db.signing-secret").exists()
 
 

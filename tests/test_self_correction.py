@@ -320,7 +320,8 @@ _DIES_DURING_DELIVERY = textwrap.dedent(
     spec = json.loads(sys.argv[1])
     tools.configure(load_settings({}).replace(
         database_url=spec["url"], smtp_server="127.0.0.1",
-        smtp_port=spec["port"], smtp_use_tls=False, signing_secret="s"))
+        smtp_port=spec["port"], smtp_use_tls=False,
+        signing_secret="test-signing-secret-of-at-least-32-chars"))
     tools.send_email(**spec["call"])  # killed while the server holds back its answer to DATA
     """
 )
@@ -368,7 +369,7 @@ def test_a_send_whose_process_died_during_delivery_is_escalated_by_the_worker_ne
     for name in [n for n in os.environ if n.startswith(("SMTP_", "EMAIL_"))]:
         monkeypatch.delenv(name)
     monkeypatch.setenv("EMAIL_LOG_DATABASE_URL", settings.database_url)
-    monkeypatch.setenv("EMAIL_SIGNING_SECRET", "s")
+    monkeypatch.setenv("EMAIL_SIGNING_SECRET", "test-signing-secret-of-at-least-32-chars")
     later = clock.utcnow() + timedelta(seconds=3601)
 
     now = mocker.patch("tools.clock.utcnow", return_value=later)

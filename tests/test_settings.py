@@ -110,11 +110,19 @@ def test_bad_values_name_the_variable(env, message):
         load_settings(env)
 
 
+def test_a_signing_secret_is_long_enough_not_to_be_guessed():
+    # It signs unsubscribe links and derives the console's session key: a short one could be
+    # found from one signed link, offline.
+    with pytest.raises(SettingsError, match="EMAIL_SIGNING_SECRET must be at least 32 characters"):
+        load_settings({"EMAIL_SIGNING_SECRET": "s3cr3t"})
+    assert load_settings({"EMAIL_SIGNING_SECRET": "x" * 32}).signing_secret == "x" * 32
+
+
 def test_secrets_are_not_in_the_repr():
     settings = load_settings(
         {
             "SMTP_PASSWORD": "hunter2",
-            "EMAIL_SIGNING_SECRET": "s3cr3t",
+            "EMAIL_SIGNING_SECRET": "s3cr3t-signing-key-of-32-characters",
             "EMAIL_LOG_DATABASE_URL": "postgresql+psycopg://app:dbpass@db/email",
         }
     )
@@ -277,6 +285,8 @@ def test_a_whole_number_is_written_in_digits():
         with pytest.raises(SettingsError, match=r"^SMTP_PORT must be an integer$"):
             load_settings({"SMTP_PORT": text})
     assert load_settings({"SMTP_PORT": " 2525 "}).smtp_port == 2525
+    with pytest.raises(SettingsError, match=r"^SMTP_PORT must be at most 65535$"):
+        load_settings({"SMTP_PORT": "99999"})
 
 
 def test_a_blank_variable_gives_way_to_its_alias_and_the_file_to_the_environment(
