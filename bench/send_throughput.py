@@ -33,6 +33,7 @@ import multiprocessing
 import os
 import platform
 import resource
+import secrets
 import shutil
 import signal
 import smtplib
@@ -376,7 +377,7 @@ def _case_c_once(
             smtp_port=port,
             smtp_use_tls=False,
             smtp_use_ssl=False,
-            signing_secret="bench-signing-secret-of-at-least-32-chars",  # noqa: S106 - throwaway key for a temp database
+            signing_secret=secrets.token_urlsafe(32),  # a throwaway database's
             recipient_throttle_seconds=0,
             outbox_dir=Path(tmpdir) / "outbox",
             # https as in production; an http base URL only adds a start-up warning to stderr.

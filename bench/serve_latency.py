@@ -28,6 +28,7 @@ import json
 import multiprocessing
 import os
 import re
+import secrets
 import statistics
 import subprocess
 import sys
@@ -163,7 +164,7 @@ def environment(database_url: str, smtp_port: int, repo: Path, tmp: Path) -> dic
         SMTP_SERVER="127.0.0.1",
         SMTP_PORT=str(smtp_port),
         SMTP_USE_TLS="false",
-        EMAIL_SIGNING_SECRET="bench-signing-secret-of-at-least-32-chars",  # noqa: S106 - a throwaway database's
+        EMAIL_SIGNING_SECRET=secrets.token_urlsafe(32),  # a throwaway database's
         EMAIL_PUBLIC_BASE_URL="https://bench.example.com",
         EMAIL_RECIPIENT_THROTTLE_SECONDS="0",
         EMAIL_AGENT_LOG_LEVEL="WARNING",

@@ -12,6 +12,7 @@ refuses (so CX08 reschedules, then escalates), suppressions; then serves the con
 from __future__ import annotations
 
 import argparse
+import secrets
 import shutil
 import sys
 import tempfile
@@ -76,7 +77,7 @@ def main() -> None:
         base = load_settings({}).replace(
             database_url=f"sqlite:///{folder}/demo.db",
             outbox_dir=Path(folder) / "outbox",
-            signing_secret="demo-signing-secret-of-at-least-32-chars",  # noqa: S106 - a throw-away demo database
+            signing_secret=secrets.token_urlsafe(32),  # a throw-away demo database
             public_base_url="https://mail.acme-heating.example",
             reschedule_delay_seconds=60.0,
             recipient_throttle_seconds=0,

@@ -35,6 +35,10 @@ def api_settings(
     return values
 
 
+# The tests' signing secret (any 32 characters or more will do).
+SIGNING_SECRET = "test-signing-secret-of-at-least-32-chars"
+
+
 def make_settings(database_url: str, sink: SMTPSink, tmp_path: Path, **overrides: Any) -> Settings:
     base = load_settings({})
     values: dict[str, Any] = {
@@ -43,7 +47,7 @@ def make_settings(database_url: str, sink: SMTPSink, tmp_path: Path, **overrides
         "smtp_port": sink.port,
         "smtp_use_tls": False,
         "retry_initial_delay": 0.01,
-        "signing_secret": "test-signing-secret-of-at-least-32-chars",
+        "signing_secret": SIGNING_SECRET,
         "public_base_url": "https://mail.example.test",
         "outbox_dir": tmp_path / "outbox",
         **overrides,

@@ -7,6 +7,7 @@ import threading
 from typing import IO
 
 from settings import Settings
+from tests.builders import SIGNING_SECRET
 from tests.smtp_sink import SMTPSink
 
 
@@ -18,7 +19,7 @@ def child_environment(settings: Settings, sink: SMTPSink) -> dict[str, str]:
         SMTP_SERVER="127.0.0.1",
         SMTP_PORT=str(sink.port),
         SMTP_USE_TLS="false",
-        EMAIL_SIGNING_SECRET="test-signing-secret-of-at-least-32-chars",
+        EMAIL_SIGNING_SECRET=SIGNING_SECRET,
         EMAIL_PUBLIC_BASE_URL="https://mail.example.test",
     )
     return env

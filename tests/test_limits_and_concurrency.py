@@ -145,11 +145,12 @@ _WORKER = textwrap.dedent(
     import json, sys, time
     import tools
     from settings import load_settings
+    from tests.builders import SIGNING_SECRET
     spec = json.loads(sys.argv[1])
     tools.configure(load_settings({}).replace(
         database_url=spec["url"], smtp_server="127.0.0.1",
         smtp_port=spec["port"], smtp_use_tls=False, retry_initial_delay=0.01,
-        signing_secret="test-signing-secret-of-at-least-32-chars"))
+        signing_secret=SIGNING_SECRET))
     while time.time() < spec["start_at"]:
         time.sleep(0.001)
     out = [tools.send_email(**call) for call in spec["calls"]]

@@ -21,7 +21,7 @@ from sqlalchemy import select, update
 import tools
 from api import create_app
 from persistence import EmailExecution, ProviderBreaker, SelfCorrectionAction, workspace_scope
-from tests.builders import api_settings, approve, make_settings, send
+from tests.builders import SIGNING_SECRET, api_settings, approve, make_settings, send
 from tests.fake_providers import resend_reply, sendgrid_reply
 from tests.observers import attempt_rows
 from tests.processes import child_environment, wait_for_line
@@ -317,11 +317,12 @@ _DIES_DURING_DELIVERY = textwrap.dedent(
     import json, sys
     import tools
     from settings import load_settings
+    from tests.builders import SIGNING_SECRET
     spec = json.loads(sys.argv[1])
     tools.configure(load_settings({}).replace(
         database_url=spec["url"], smtp_server="127.0.0.1",
         smtp_port=spec["port"], smtp_use_tls=False,
-        signing_secret="test-signing-secret-of-at-least-32-chars"))
+        signing_secret=SIGNING_SECRET))
     tools.send_email(**spec["call"])  # killed while the server holds back its answer to DATA
     """
 )
@@ -369,7 +370,7 @@ def test_a_send_whose_process_died_during_delivery_is_escalated_by_the_worker_ne
     for name in [n for n in os.environ if n.startswith(("SMTP_", "EMAIL_"))]:
         monkeypatch.delenv(name)
     monkeypatch.setenv("EMAIL_LOG_DATABASE_URL", settings.database_url)
-    monkeypatch.setenv("EMAIL_SIGNING_SECRET", "test-signing-secret-of-at-least-32-chars")
+    monkeypatch.setenv("EMAIL_SIGNING_SECRET", SIGNING_SECRET)
     later = clock.utcnow() + timedelta(seconds=3601)
 
     now = mocker.patch("tools.clock.utcnow", return_value=later)
